@@ -1,0 +1,5 @@
+import sys
+
+from orchmoe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""`orchmoe <command>`: the one entry point that workflow rules call.
+
+Each area of the package registers its own subcommands (module-level `register(subparsers)`), so
+adding a command never touches this file. Handlers import their heavy dependencies lazily.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from orchmoe.errors import OrchmoeError
+
+AREAS = (
+    "orchmoe.adapters.cli",
+    "orchmoe.data.cli",
+    "orchmoe.models.cli",
+    "orchmoe.training.cli",
+    "orchmoe.report.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchmoe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and (name == e.name or name.startswith(e.name + ".")):  # area not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OrchmoeError as e:
+        print(f"orchmoe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

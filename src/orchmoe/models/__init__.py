@@ -1,0 +1,1 @@
+"""Base models: Hugging Face hub ids, local directories, GGUF files and tiny models built from configs."""
