@@ -1,0 +1,87 @@
+"""AdapterConfig: every knob of every method, validated with one clear error per bad field."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from orchmoe.errors import ConfigError
+
+METHODS = ("lora", "moe_lora", "poly", "mhr", "orchmoe", "moa")
+
+
+@dataclass
+class AdapterConfig:
+    method: str = "lora"
+    # Names match the last component of a module path (PEFT); a string is a regex over the full path.
+    target_modules: list[str] | str = field(default_factory=lambda: ["q", "k", "v"])
+    rank: int = 8
+    n_skills: int | None = None  # S: skills (OrchMoE/Poly/MHR), experts (MoE-LoRA), domain LoRAs (MoA); lora: 1
+    alpha: float | None = None  # scaling = alpha / rank; None = the method's default (see docs/methods.md)
+    dropout: float = 0.0
+    n_tasks: int | None = None  # poly, mhr: real training tasks (task ids); orchmoe: default for n_abstract_tasks
+    n_abstract_tasks: int | None = None  # orchmoe T
+    n_splits: int = 1  # mhr heads
+    top_k: int | None = None  # moe_lora; None = all experts (soft mixing)
+    balance_loss_weight: float = 0.0  # moe_lora Switch-style load balancing
+    routing_loss_weight: float = 1.0  # moa cross-entropy against domain labels
+    moa_train_routing: str = "gold"  # "gold": each example uses its domain's LoRA; "router": the router's softmax
+    moa_inference: str = "top1"  # "top1" or "soft"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdapterConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ConfigError(f"adapter config: unknown field {key!r} (known: {', '.join(sorted(known))})")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "AdapterConfig":
+        def bad(name, why):
+            raise ConfigError(f"adapter config: {name}={getattr(self, name)!r} {why}")
+
+        if self.method not in METHODS:
+            bad("method", f"is not a known method ({', '.join(METHODS)})")
+        if not isinstance(self.rank, int) or self.rank < 1:
+            bad("rank", "must be a positive integer")
+        if self.n_skills is None:
+            self.n_skills = 1 if self.method == "lora" else 4
+        if not isinstance(self.n_skills, int) or self.n_skills < 1:
+            bad("n_skills", "must be a positive integer")
+        if self.method == "lora" and self.n_skills != 1:
+            bad("n_skills", "must be 1 for method 'lora'")
+        if not 0.0 <= self.dropout < 1.0:
+            bad("dropout", "must be in [0, 1)")
+        if not self.target_modules:
+            bad("target_modules", "must name at least one module")
+        if self.method in ("poly", "mhr") and (not isinstance(self.n_tasks, int) or self.n_tasks < 1):
+            bad("n_tasks", f"must be a positive integer for method {self.method!r} (it routes by task id)")
+        if self.method == "orchmoe":
+            if self.n_abstract_tasks is None:
+                self.n_abstract_tasks = self.n_tasks
+            if not isinstance(self.n_abstract_tasks, int) or self.n_abstract_tasks < 1:
+                bad("n_abstract_tasks", "must be a positive integer (default: n_tasks) for method 'orchmoe'")
+        if not isinstance(self.n_splits, int) or self.n_splits < 1:
+            bad("n_splits", "must be a positive integer")
+        if self.method != "mhr" and self.n_splits != 1:
+            bad("n_splits", "is only used by method 'mhr'")
+        if self.top_k is not None and not (1 <= self.top_k <= self.n_skills):
+            bad("top_k", f"must be between 1 and n_skills={self.n_skills}")
+        if self.moa_train_routing not in ("gold", "router"):
+            bad("moa_train_routing", "must be 'gold' or 'router'")
+        if self.moa_inference not in ("top1", "soft"):
+            bad("moa_inference", "must be 'top1' or 'soft'")
+        if self.alpha is not None and self.alpha <= 0:
+            bad("alpha", "must be positive")
+        return self
+
+    @property
+    def scaling(self) -> float:
+        if self.alpha is not None:
+            return self.alpha / self.rank
+        # PEFT's Poly (and mttl) scale by 1/r; PEFT's LoRA default is alpha = r (scaling 1).
+        return 1.0 / self.rank if self.method in ("poly", "mhr") else 1.0

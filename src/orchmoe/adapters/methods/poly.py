@@ -1,0 +1,50 @@
+"""Poly / Polytropon (Ponti et al.), as PEFT's PolyRouter (authored by an OrchMoE co-author) and microsoft/mttl.
+
+Per adapted linear, task-indexed allocation logits l (n_tasks x S), init U(-1e-3, 1e-3).
+z = RelaxedBernoulli(temperature=1, logits=l[task]).rsample() in training (Gumbel-sigmoid, OrchMoE eq. 6),
+z = sigmoid(l[task]) in evaluation; w = z / (sum_s z_s + 1e-12). Skills are merged before use (A_b = sum w_s A_s,
+B_b = sum w_s B_s), scaled by 1/r, as in PEFT and mttl.
+"""
+import torch
+from torch import nn
+from torch.distributions import RelaxedBernoulli
+
+from orchmoe.errors import ConfigError
+
+from ..routing import Router
+
+
+def gumbel_sigmoid_weights(logits: torch.Tensor, training: bool) -> torch.Tensor:
+    if training:
+        z = RelaxedBernoulli(temperature=torch.tensor(1.0, device=logits.device), logits=logits).rsample()
+    else:
+        z = torch.sigmoid(logits)
+    return z / (z.sum(-1, keepdim=True) + 1e-12)
+
+
+class PolyRouter(Router):
+    level = "sequence"
+    mix = "weights"
+
+    def __init__(self, cfg, d_in: int, n_splits: int = 1):
+        super().__init__()
+        self.n_tasks, self.n_skills, self.n_splits = cfg.n_tasks, cfg.n_skills, n_splits
+        self.module_logits = nn.Parameter(torch.empty(cfg.n_tasks, n_splits * cfg.n_skills).uniform_(-1e-3, 1e-3))
+
+    def task_ids(self) -> torch.Tensor:
+        ids = self.ctx.task_ids if self.ctx is not None else None
+        if ids is None:
+            raise ConfigError(f"{type(self).__name__}: task_ids are required (Poly/MHR route by task id)")
+        if (ids < 0).any() or (ids >= self.n_tasks).any():
+            raise ConfigError(f"{type(self).__name__}: task_ids must be in [0, n_tasks={self.n_tasks}); got {ids.tolist()}")
+        return ids
+
+    def weights(self, x):
+        logits = self.module_logits[self.task_ids().to(self.module_logits.device)]
+        logits = logits.view(-1, self.n_splits, self.n_skills)
+        w = gumbel_sigmoid_weights(logits, self.training)
+        return w if self.n_splits > 1 else w[:, 0]
+
+    def allocation(self) -> torch.Tensor:
+        """Evaluation-time task-skill allocation (n_tasks x [n_splits x] S), rows sum to 1."""
+        return gumbel_sigmoid_weights(self.module_logits.view(self.n_tasks, self.n_splits, self.n_skills), False).squeeze(1)

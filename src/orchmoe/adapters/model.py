@@ -1,0 +1,273 @@
+"""Inject LoRA banks and routers into a Hugging Face model, and run it with a routing context per call."""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from orchmoe.errors import ConfigError
+from orchmoe.io import atomic_path
+
+from .bank import LoRABank
+from .config import AdapterConfig
+from .layer import AdaptedLinear, linear_dims
+from .methods import ROUTERS
+from .routing import RoutingContext, sequence_mask
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def _matches(name: str, targets) -> bool:
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return name.rsplit(".", 1)[-1] in targets
+
+
+def block_of(model: nn.Module, name: str) -> str:
+    """The outermost nn.ModuleList item containing module `name` (a transformer block), e.g. 'model.layers.3'."""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        parent = model.get_submodule(".".join(parts[:i - 1])) if i > 1 else model
+        if isinstance(getattr(parent, parts[i - 1], None), nn.ModuleList):
+            return ".".join(parts[: i + 1])
+    raise ConfigError(f"target_modules: {name!r} is not inside a transformer block (no nn.ModuleList ancestor)")
+
+
+class MultiAdapterModel(nn.Module):
+    def __init__(self, base_model: nn.Module, cfg: AdapterConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.base_model = base_model
+        self.ctx = RoutingContext()
+        self.is_encoder_decoder = bool(getattr(base_model.config, "is_encoder_decoder", False))
+        for p in base_model.parameters():
+            p.requires_grad_(False)
+        router_cls = ROUTERS[cfg.method]
+        self.block_routers = nn.ModuleDict()
+        self.adapted: dict[str, AdaptedLinear] = {}
+        targets = [(n, m) for n, m in base_model.named_modules()
+                   if isinstance(m, (nn.Linear, Conv1D)) and _matches(n, cfg.target_modules)]
+        if not targets:
+            raise ConfigError(f"adapter config: target_modules={cfg.target_modules!r} matches no linear layer of "
+                              f"{type(base_model).__name__}")
+        d_model = base_model.config.get_text_config().hidden_size if hasattr(base_model.config, "get_text_config") \
+            else base_model.config.hidden_size
+        for name, module in targets:
+            d_in, d_out = linear_dims(module)
+            if cfg.n_splits > 1 and (d_in % cfg.n_splits or d_out % cfg.n_splits):
+                raise ConfigError(f"adapter config: n_splits={cfg.n_splits} must divide the dimensions of {name} "
+                                  f"({d_in} -> {d_out})")
+            if router_cls.scope == "block":
+                block = block_of(base_model, name)
+                key = block.replace(".", "__")
+                if key not in self.block_routers:
+                    self.block_routers[key] = router_cls(cfg, d_model)
+                    self._attach_block_hook(block, self.block_routers[key], key)
+                router = self.block_routers[key]
+            else:
+                router = router_cls(cfg, d_in)
+                router.name = name
+            router.ctx = self.ctx
+            bank = LoRABank(d_in, d_out, cfg.n_skills, cfg.rank, cfg.scaling, cfg.dropout, cfg.n_splits)
+            bank.to(device=module.weight.device)
+            adapted = AdaptedLinear(module, bank, router, router_cls.mix)
+            parent, _, child = name.rpartition(".")
+            setattr(base_model.get_submodule(parent) if parent else base_model, child, adapted)
+            self.adapted[name] = adapted
+        if self.is_encoder_decoder and router_cls.reads_hidden:
+            base_model.get_encoder().register_forward_hook(self._capture_encoder_output)
+
+    # -- routing -------------------------------------------------------------------------------------------------
+    def _attach_block_hook(self, block: str, router, key: str) -> None:
+        router.name = key
+        module = self.base_model.get_submodule(block)
+        in_decoder = self.is_encoder_decoder and block.startswith(self._decoder_prefix())
+
+        def pre_hook(mod, args, kwargs):
+            if key in self.ctx.cache:  # computed at the prompt / prefill: reused at every decoding step
+                return None
+            if in_decoder:  # decoder hidden states are target tokens: route from the encoder's output instead
+                hidden = self.ctx.encoder_hidden
+            else:
+                hidden = args[0] if args else kwargs["hidden_states"]
+            self.ctx.cache[key] = router.route_hidden(hidden, sequence_mask(hidden, self.ctx.prompt_mask))
+            return None
+
+        module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def _decoder_prefix(self) -> str:
+        decoder = self.base_model.get_decoder()
+        return next(n for n, m in self.base_model.named_modules() if m is decoder) + "."
+
+    def _capture_encoder_output(self, module, args, output):
+        self.ctx.encoder_hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    @contextlib.contextmanager
+    def routing(self, task_ids=None, domain_ids=None, prompt_mask=None):
+        c = self.ctx
+        c.task_ids, c.domain_ids, c.prompt_mask = task_ids, domain_ids, prompt_mask
+        c.cache.clear(), c.losses.clear(), c.readout.clear()
+        c.encoder_hidden = None
+        try:
+            yield c
+        finally:
+            c.cache.clear()
+            c.encoder_hidden = None
+
+    def _prompt_mask(self, prompt_mask, attention_mask, labels):
+        if prompt_mask is not None or self.is_encoder_decoder:
+            return prompt_mask if prompt_mask is not None else attention_mask
+        if labels is not None and ROUTERS[self.cfg.method].reads_hidden:
+            raise ConfigError(f"method {self.cfg.method!r} on a decoder-only model needs prompt_mask when labels are "
+                              "given (the router must not read target tokens)")
+        return attention_mask
+
+    def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
+        mask = self._prompt_mask(prompt_mask, inputs.get("attention_mask"), inputs.get("labels"))
+        with self.routing(task_ids, domain_ids, mask):
+            return self.base_model(**inputs)
+
+    @torch.no_grad()
+    def generate(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
+        mask = prompt_mask if prompt_mask is not None else inputs.get("attention_mask")
+        with self.routing(task_ids, domain_ids, mask):
+            return self.base_model.generate(**inputs)
+
+    def routing_losses(self) -> dict:
+        return {k: torch.stack(v).mean() for k, v in self.ctx.losses.items()}
+
+    def routing_loss(self) -> torch.Tensor:
+        losses = self.routing_losses()
+        if not losses:
+            return torch.zeros((), device=next(self.parameters()).device)
+        return sum(losses.values())
+
+    # -- parameters ----------------------------------------------------------------------------------------------
+    def adapter_state_dict(self) -> dict:
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def param_groups(self, lr: float, router_lr: float | None = None, weight_decay: float = 0.01) -> list[dict]:
+        """LoRA weights with weight decay at `lr`; router parameters without decay at `router_lr` (mttl: 0.1 for Poly)."""
+        adapters, routers = [], []
+        for n, p in self.named_parameters():
+            if p.requires_grad:
+                (adapters if ".bank." in f".{n}" else routers).append(p)
+        groups = [{"params": adapters, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
+        if routers:
+            groups.append({"params": routers, "lr": router_lr or lr, "weight_decay": 0.0, "name": "routers"})
+        return groups
+
+    # -- save / load / export ------------------------------------------------------------------------------------
+    def save_adapters(self, path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / WEIGHTS_NAME) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in self.adapter_state_dict().items()}, str(tmp))
+        with atomic_path(path / CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps({"orchmoe_adapter": self.cfg.to_dict()}, indent=2, sort_keys=True) + "\n")
+        return path
+
+    def load_adapter_weights(self, path) -> None:
+        state = load_file(str(Path(path) / WEIGHTS_NAME))
+        expected = set(self.adapter_state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ConfigError(f"{Path(path) / WEIGHTS_NAME}: adapter weights do not fit this model "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+
+    @torch.no_grad()
+    def init_skills_from(self, lora_dirs) -> None:
+        """MoE-LoRA / MoA: skill i starts from single-LoRA checkpoint i (same targets, method 'lora')."""
+        if len(lora_dirs) != self.cfg.n_skills:
+            raise ConfigError(f"init_skills_from: {len(lora_dirs)} checkpoints given for n_skills={self.cfg.n_skills}")
+        for i, d in enumerate(lora_dirs):
+            cfg = read_adapter_config(d)
+            if cfg.method != "lora" or cfg.rank != self.cfg.rank:
+                raise ConfigError(f"{d}: init_skills_from needs method 'lora' with rank {self.cfg.rank}, "
+                                  f"got {cfg.method!r} rank {cfg.rank}")
+            state = load_file(str(Path(d) / WEIGHTS_NAME))
+            ratio = cfg.scaling / self.cfg.scaling  # keep B_i A_i x * scaling unchanged
+            for name, layer in self.adapted.items():
+                key = f"base_model.{name}.bank."
+                if key + "lora_A" not in state:
+                    raise ConfigError(f"{d}: no LoRA for module {name}")
+                layer.bank.lora_A[i].copy_(state[key + "lora_A"][0])
+                layer.bank.lora_B[i].copy_(state[key + "lora_B"][0] * ratio)
+
+    @torch.no_grad()
+    def export_peft(self, path, skill: int | None = None) -> Path:
+        """Write one LoRA (method 'lora', or one skill of a bank) as PEFT's adapter files."""
+        if skill is None:
+            if self.cfg.n_skills != 1:
+                raise ConfigError(f"export_peft: method {self.cfg.method!r} has {self.cfg.n_skills} skills; pass skill=")
+            skill = 0
+        if not 0 <= skill < self.cfg.n_skills:
+            raise ConfigError(f"export_peft: skill={skill} is not in [0, {self.cfg.n_skills})")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for name, layer in self.adapted.items():
+            state[f"base_model.model.{name}.lora_A.weight"] = layer.bank.lora_A[skill].contiguous().cpu()
+            state[f"base_model.model.{name}.lora_B.weight"] = layer.bank.lora_B[skill].contiguous().cpu()
+        leaf_names = sorted({n.rsplit(".", 1)[-1] for n in self.adapted})
+        config = {
+            "peft_type": "LORA", "r": self.cfg.rank, "lora_alpha": self.cfg.scaling * self.cfg.rank,
+            "target_modules": leaf_names, "lora_dropout": self.cfg.dropout, "bias": "none",
+            "task_type": "SEQ_2_SEQ_LM" if self.is_encoder_decoder else "CAUSAL_LM",
+            "fan_in_fan_out": any(isinstance(l.base, Conv1D) for l in self.adapted.values()),
+            "base_model_name_or_path": getattr(self.base_model.config, "_name_or_path", None) or None,
+            "inference_mode": True,
+        }
+        with atomic_path(path / "adapter_model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        with atomic_path(path / "adapter_config.json") as tmp:
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return path
+
+    # -- readout -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def routing_report(self) -> dict:
+        """Learned task-skill allocations (evaluation-time, rows sum to 1) per router, for the figures."""
+        alloc = {}
+        for name, layer in self.adapted.items():
+            router = layer._shared_router[0]
+            if hasattr(router, "allocation") and router.name not in alloc:
+                alloc[router.name] = router.allocation().cpu().numpy()
+        return {"method": self.cfg.method, "allocation": alloc}
+
+    def last_routing(self) -> dict:
+        return {k: {n: t.cpu() for n, t in v.items()} for k, v in self.ctx.readout.items()}
+
+
+def attach_adapters(base_model: nn.Module, cfg: AdapterConfig | dict) -> MultiAdapterModel:
+    if isinstance(cfg, dict):
+        cfg = AdapterConfig.from_dict(cfg)
+    return MultiAdapterModel(base_model, cfg)
+
+
+def read_adapter_config(path) -> AdapterConfig:
+    file = Path(path) / CONFIG_NAME
+    if not file.is_file():
+        raise ConfigError(f"{file}: adapter config not found")
+    data = json.loads(file.read_text())
+    if "orchmoe_adapter" not in data:
+        raise ConfigError(f"{file}: not an orchmoe adapter config (key 'orchmoe_adapter' missing)")
+    return AdapterConfig.from_dict(data["orchmoe_adapter"])
+
+
+def load_adapters(base_model: nn.Module, path) -> MultiAdapterModel:
+    model = attach_adapters(base_model, read_adapter_config(path))
+    model.load_adapter_weights(path)
+    return model

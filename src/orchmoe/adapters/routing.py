@@ -1,0 +1,80 @@
+"""What routers need per call, and the base class every method's router derives from.
+
+The wrapper opens one `RoutingContext` per forward / generate call. Sequence-level routing (poly, mhr, orchmoe,
+moa) is computed once per call and cached here, so generation with a KV cache reuses the prompt's routing at every
+decoding step; token-level routing (moe_lora) is computed at every call of its layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RoutingContext:
+    task_ids: torch.Tensor | None = None     # (B,) long, -1 = unknown
+    domain_ids: torch.Tensor | None = None   # (B,) long, -1 = unknown
+    prompt_mask: torch.Tensor | None = None  # (B, L_prompt): 1 on prompt tokens, 0 on padding and targets
+    encoder_hidden: torch.Tensor | None = None  # encoder-decoder: the encoder's output, read by decoder blocks
+    cache: dict = field(default_factory=dict)   # group name -> per-sequence routing weights
+    losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
+    readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
+
+    def add_loss(self, name: str, value: torch.Tensor) -> None:
+        self.losses.setdefault(name, []).append(value)
+
+
+def masked_rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Parameter-free RMS norm: q/k/v of pre-LN blocks see norm(x) * gain; the residual stream x is unnormalised."""
+    return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
+
+
+def mean_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def sequence_mask(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The prompt mask aligned to `hidden` (B, L, d): beams repeat rows; a training batch adds target positions."""
+    B, L = hidden.shape[:2]
+    if mask is None:
+        return torch.ones(B, L, dtype=torch.long, device=hidden.device)
+    if mask.shape[0] != B:
+        mask = mask.repeat_interleave(B // mask.shape[0], dim=0)
+    if mask.shape[1] < L:  # decoder-only training: prompt + target tokens, the prompt mask covers the prompt
+        mask = torch.nn.functional.pad(mask, (0, L - mask.shape[1]))
+    return mask[:, :L].to(hidden.device)
+
+
+class Router(nn.Module):
+    """Makes the mixing weights over a LoRA bank.
+
+    level: "none" (a single LoRA), "sequence" (one weight vector per example, cached through generation) or
+    "token" (one per token). scope: "block" (one router per transformer block, shared by that block's adapted
+    linears; reads the block's input hidden states) or "module" (one router per adapted linear).
+    """
+
+    level = "sequence"
+    scope = "module"
+    reads_hidden = False  # block routers that read the block's hidden states (orchmoe, moa)
+
+    def __init__(self):
+        super().__init__()
+        self.ctx: RoutingContext | None = None
+        self.name = ""
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Mixing weights for the layer input x: None, (B, S), (B, H, S) or (B, L, S)."""
+        raise NotImplementedError
+
+    def route_hidden(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Block routers: per-sequence weights from the block's input hidden states over prompt tokens."""
+        raise NotImplementedError
+
+    def cached(self) -> torch.Tensor:
+        w = self.ctx.cache.get(self.name) if self.ctx is not None else None
+        if w is None:
+            raise RuntimeError(f"router {self.name}: no routing for this call (forward called outside the wrapper?)")
+        return w
