@@ -3,7 +3,8 @@
 Per adapted linear, task-indexed allocation logits l (n_tasks x S), init U(-1e-3, 1e-3).
 z = RelaxedBernoulli(temperature=1, logits=l[task]).rsample() in training (Gumbel-sigmoid, OrchMoE eq. 6),
 z = sigmoid(l[task]) in evaluation; w = z / (sum_s z_s + 1e-12). Skills are merged before use (A_b = sum w_s A_s,
-B_b = sum w_s B_s), scaled by 1/r, as in PEFT and mttl.
+B_b = sum w_s B_s), scaled by 1/r, as in PEFT and mttl. An unknown task (task id -1, e.g. the unseen tasks of
+OrchMoE Table 2) gets the average of the learned allocations (mttl's `allow_unknown_tasks`, MHR-mu's averaging).
 """
 import torch
 from torch import nn
@@ -35,14 +36,18 @@ class PolyRouter(Router):
         ids = self.ctx.task_ids if self.ctx is not None else None
         if ids is None:
             raise ConfigError(f"{type(self).__name__}: task_ids are required (Poly/MHR route by task id)")
-        if (ids < 0).any() or (ids >= self.n_tasks).any():
-            raise ConfigError(f"{type(self).__name__}: task_ids must be in [0, n_tasks={self.n_tasks}); got {ids.tolist()}")
-        return ids
+        if (ids < -1).any() or (ids >= self.n_tasks).any():
+            raise ConfigError(f"{type(self).__name__}: task_ids must be in [0, n_tasks={self.n_tasks}) or -1 "
+                              f"(unknown task); got {ids.tolist()}")
+        return ids.to(self.module_logits.device)
 
     def weights(self, x):
-        logits = self.module_logits[self.task_ids().to(self.module_logits.device)]
-        logits = logits.view(-1, self.n_splits, self.n_skills)
+        ids = self.task_ids()
+        logits = self.module_logits[ids.clamp_min(0)].view(-1, self.n_splits, self.n_skills)
         w = gumbel_sigmoid_weights(logits, self.training)
+        unknown = ids < 0
+        if unknown.any():
+            w = torch.where(unknown[:, None, None], self.allocation().view(self.n_tasks, self.n_splits, -1).mean(0), w)
         return w if self.n_splits > 1 else w[:, 0]
 
     def allocation(self) -> torch.Tensor:

@@ -1,0 +1,200 @@
+"""Read Super-NaturalInstructions task files (allenai/natural-instructions `tasks/task*.json`) and sample a suite.
+
+Sampling follows OrchMoE section 4.1 (after Ponti et al.) as implemented by microsoft/mttl's
+`create_ni_dataset.py`: K seen tasks drawn with a seed; per seen task the instances are shuffled and split into the
+first n_train for training and the next n_eval for evaluation (disjoint); unseen tasks keep their first
+n_unseen_eval instances in file order (the same for every seed). Short tasks: see `split_short_task`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchmoe.errors import DataError
+from orchmoe.io import md5_file, write_json, write_jsonl
+
+from .prompts import build_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    name: str
+    definition: str
+    instances: list[dict]  # {"id", "input", "output": [...]}
+    positive_examples: list[dict]
+    input_language: list[str]
+    output_language: list[str]
+    categories: list[str]
+    path: Path
+
+
+def read_task(path: str | Path) -> Task:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)  # Python's json accepts the NaN some originals hold in "URL"
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: a task file must hold a JSON object")
+    definition = raw.get("Definition")
+    if isinstance(definition, list):
+        definition = definition[0] if definition else None
+    if not isinstance(definition, str) or not definition.strip():
+        raise DataError(f"{path}: field 'Definition' is missing or empty")
+    instances = raw.get("Instances")
+    if not isinstance(instances, list) or not instances:
+        raise DataError(f"{path}: field 'Instances' is missing or empty")
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict) or "input" not in inst or "id" not in inst:
+            raise DataError(f"{path}: Instances[{i}] needs 'id' and 'input'")
+        out = inst.get("output")
+        if isinstance(out, str):
+            inst["output"] = out = [out]
+        if not isinstance(out, list) or not out or not all(isinstance(o, str) for o in out):
+            raise DataError(f"{path}: Instances[{i}] (id {inst['id']!r}) has no 'output'")
+    positives = [ex for ex in raw.get("Positive Examples", []) if isinstance(ex, dict) and "input" in ex]
+    return Task(name=path.stem, definition=definition, instances=instances, positive_examples=positives,
+                input_language=list(raw.get("Input_language", [])), output_language=list(raw.get("Output_language", [])),
+                categories=list(raw.get("Categories", [])), path=path)
+
+
+def list_task_files(tasks_dir: str | Path) -> list[Path]:
+    tasks_dir = Path(tasks_dir)
+    if not tasks_dir.is_dir():
+        raise DataError(f"{tasks_dir}: Super-NI tasks directory not found (set data source or run `orchmoe superni-download`)")
+    files = sorted(tasks_dir.glob("task*.json"))
+    if not files:
+        raise DataError(f"{tasks_dir}: no task*.json files")
+    return files
+
+
+def split_short_task(n: int, n_train: int, n_eval: int) -> tuple[int, int]:
+    """How many instances go to train and eval when a task has fewer than n_train + n_eval.
+
+    Policy: take what exists, keep train and eval disjoint, and give eval its requested share
+    n_eval / (n_train + n_eval) of the instances (at least 1); the rest trains. Recorded in the manifest.
+    """
+    if n >= n_train + n_eval:
+        return n_train, n_eval
+    share = max(1, math.ceil(n * n_eval / (n_train + n_eval)))
+    return n - share, share
+
+
+def example(task: Task, task_id: int, inst: dict, num_pos_examples: int) -> dict:
+    return {
+        "id": inst["id"], "task": task.name, "task_id": task_id, "domain": None, "domain_id": -1,
+        "prompt": build_prompt(task.definition, inst["input"], task.positive_examples[:num_pos_examples]),
+        "target": inst["output"][0], "references": list(inst["output"]),
+    }
+
+
+def read_split_file(path: Path) -> set[str] | None:
+    return set(path.read_text().split()) if path.is_file() else None
+
+
+def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, n_eval: int = 100, n_unseen: int = 10,
+                   n_unseen_eval: int = 100, seed: int = 0, english_only: bool = False,
+                   train_split_only: bool = False, num_pos_examples: int = 0, strict: bool = False,
+                   task_domains: dict[str, str] | None = None) -> dict:
+    """Sample a suite into out_dir. task_domains (task -> domain name) labels examples for MoA."""
+    files = list_task_files(tasks_dir)
+    for name, value in (("n_tasks", n_tasks), ("n_train", n_train), ("n_eval", n_eval)):
+        if value != "all" and value < 1:
+            raise DataError(f"sample size {name}={value} must be at least 1")
+    tasks = {p.stem: read_task(p) for p in files}
+    pool = sorted(tasks)
+    if english_only:
+        pool = [t for t in pool if tasks[t].input_language == ["English"] and tasks[t].output_language == ["English"]]
+    splits_dir = Path(tasks_dir).parent / "splits" / "default"
+    seen_pool, unseen_pool = pool, pool
+    if train_split_only:
+        train_names = read_split_file(splits_dir / "train_tasks.txt")
+        if train_names is None:
+            raise DataError(f"{splits_dir / 'train_tasks.txt'}: needed by train_split_only but not found")
+        test_names = read_split_file(splits_dir / "test_tasks.txt") or set()
+        seen_pool = [t for t in pool if t in train_names]
+        unseen_pool = [t for t in pool if t in test_names] or [t for t in pool if t not in train_names]
+    if n_tasks == "all":
+        n_tasks = len(seen_pool)
+    if n_tasks > len(seen_pool):
+        raise DataError(f"{tasks_dir}: n_tasks={n_tasks} but only {len(seen_pool)} eligible tasks")
+    rng = random.Random(seed)
+    seen = sorted(rng.sample(seen_pool, n_tasks))
+    rest = [t for t in unseen_pool if t not in seen]
+    if n_unseen > len(rest):
+        if strict:
+            raise DataError(f"{tasks_dir}: n_unseen={n_unseen} but only {len(rest)} tasks remain after the seen ones")
+        log.warning("only %d unseen tasks available (asked %d)", len(rest), n_unseen)
+    unseen = sorted(rng.sample(rest, min(n_unseen, len(rest))))
+
+    domains = sorted({task_domains[t] for t in seen + unseen if t in task_domains}) if task_domains else []
+
+    def labelled(rows):
+        for row in rows:
+            if task_domains and row["task"] in task_domains:
+                row["domain"] = task_domains[row["task"]]
+                row["domain_id"] = domains.index(row["domain"])
+        return rows
+
+    train, evaluation, unseen_rows, short = [], [], [], {}
+    for task_id, name in enumerate(seen):
+        task = tasks[name]
+        order = list(task.instances)
+        random.Random(f"{seed}:{name}").shuffle(order)
+        k_train, k_eval = split_short_task(len(order), n_train, n_eval)
+        if (k_train, k_eval) != (n_train, n_eval):
+            if strict:
+                raise DataError(f"{task.path}: {len(order)} instances, fewer than n_train + n_eval = "
+                                f"{n_train + n_eval} (strict sampling)")
+            short[name] = {"instances": len(order), "train": k_train, "eval": k_eval}
+            log.warning("%s: %d instances < %d requested; using %d train / %d eval",
+                        name, len(order), n_train + n_eval, k_train, k_eval)
+        train += [example(task, task_id, i, num_pos_examples) for i in order[:k_train]]
+        evaluation += [example(task, task_id, i, num_pos_examples) for i in order[k_train:k_train + k_eval]]
+    for name in unseen:
+        task = tasks[name]
+        if len(task.instances) < n_unseen_eval:
+            if strict:
+                raise DataError(f"{task.path}: {len(task.instances)} instances < n_unseen_eval={n_unseen_eval} (strict)")
+            short[name] = {"instances": len(task.instances), "unseen_eval": len(task.instances)}
+        unseen_rows += [example(task, -1, i, num_pos_examples) for i in task.instances[:n_unseen_eval]]
+
+    train, evaluation, unseen_rows = labelled(train), labelled(evaluation), labelled(unseen_rows)
+    manifest = {
+        "kind": "superni", "tasks": seen, "unseen_tasks": unseen, "domains": domains, "seed": seed,
+        "params": {"n_tasks": n_tasks, "n_train": n_train, "n_eval": n_eval, "n_unseen": n_unseen,
+                   "n_unseen_eval": n_unseen_eval, "english_only": english_only,
+                   "train_split_only": train_split_only, "num_pos_examples": num_pos_examples},
+        "counts": {"train": len(train), "eval": len(evaluation), "unseen": len(unseen_rows)},
+        "short_tasks": short,
+        "sources": {name: md5_file(tasks[name].path) for name in seen + unseen},
+    }
+    write_suite(out_dir, manifest, train, evaluation, unseen_rows)
+    return manifest
+
+
+def write_suite(out_dir, manifest: dict, train: list, evaluation: list, unseen: list) -> None:
+    """Write the three splits, then the manifest last: a suite without manifest.json is incomplete."""
+    out_dir = Path(out_dir)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    write_jsonl(out_dir / "train.jsonl", train)
+    write_jsonl(out_dir / "eval.jsonl", evaluation)
+    write_jsonl(out_dir / "unseen.jsonl", unseen)
+    write_json(out_dir / "manifest.json", manifest)
+
+
+def read_suite(suite_dir) -> dict:
+    suite_dir = Path(suite_dir)
+    manifest = suite_dir / "manifest.json"
+    if not manifest.is_file():
+        raise DataError(f"{suite_dir}: not a complete suite (manifest.json missing)")
+    return json.loads(manifest.read_text())
