@@ -26,6 +26,14 @@ class AdaptedLinear(nn.Module):
         self._shared_router = [router]  # plain list: not registered twice as a submodule
         self.mix = mix
 
+    @property
+    def weight(self) -> torch.Tensor:  # models read e.g. `self.wo.weight.dtype` (T5)
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         w = self._shared_router[0].weights(x)

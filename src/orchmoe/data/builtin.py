@@ -22,12 +22,12 @@ def _dedupe(s: str) -> str:
 
 
 PRIMITIVES = {  # name: (function, phrase used in definitions)
-    "reverse": (lambda s: s[::-1], "reverse the order of its letters"),
-    "sort": (lambda s: "".join(sorted(s)), "sort its letters alphabetically"),
-    "upper": (lambda s: s.upper(), "write it in capital letters"),
-    "dedupe": (_dedupe, "remove every repeated letter, keeping the first one"),
-    "rotate": (lambda s: s[1:] + s[:1], "move its first letter to the end"),
-    "drop_vowels": (lambda s: "".join(c for c in s if c.lower() not in VOWELS), "delete its vowels"),
+    "reverse": (lambda s: s[::-1], "reverse it"),
+    "sort": (lambda s: "".join(sorted(s)), "sort its letters"),
+    "upper": (lambda s: s.upper(), "uppercase it"),
+    "dedupe": (_dedupe, "drop repeated letters"),
+    "rotate": (lambda s: s[1:] + s[:1], "move the first letter to the end"),
+    "drop_vowels": (lambda s: "".join(c for c in s if c.lower() not in VOWELS), "delete the vowels"),
 }
 
 
@@ -58,8 +58,8 @@ def composition_tasks(max_tasks: int = 20) -> list[tuple[str, ...]]:
 def definition(skills) -> str:
     steps = [PRIMITIVES[s][1] for s in skills]
     if len(steps) == 1:
-        return f"You are given a word. {steps[0][0].upper()}{steps[0][1:]}."
-    return f"You are given a word. First {steps[0]}, then {', then '.join(steps[1:])}."
+        return f"Given a word, {steps[0]}."
+    return f"Given a word, first {steps[0]}, then {', then '.join(steps[1:])}."
 
 
 def task_file(name: str, skills, n_instances: int, seed: int) -> dict:

@@ -1,0 +1,1 @@
+"""Training (resumable, adapter-only checkpoints) and evaluation (generation + metrics) with provenance."""

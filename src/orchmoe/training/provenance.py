@@ -1,0 +1,55 @@
+"""run.json: what produced an artifact — resolved config, seed, code version, packages, device, md5 of in/outputs."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from orchmoe.io import md5_path, write_json
+
+PACKAGES = ("orchmoe", "torch", "transformers", "datasets", "rouge-score", "sacrebleu", "safetensors", "snakemake", "dvc")
+
+
+def git_state() -> dict:
+    def run(*args):
+        r = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info() -> dict:
+    info = {"device": "cuda" if torch.cuda.is_available() else "cpu", "host": platform.node()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_run_json(path, command: str, config: dict, seed: int | None, inputs: dict, outputs: dict,
+                   extra: dict | None = None) -> dict:
+    """inputs/outputs: {role: path}; each is recorded with its md5 (directories: md5 of their file list)."""
+    record = {
+        "command": command, "config": config, "seed": seed, "git": git_state(), "versions": versions(),
+        "device": device_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {k: {"path": str(v), "md5": md5_path(v)} for k, v in inputs.items() if v is not None},
+        # outputs sit beside run.json (possibly in a temporary folder renamed later): record relative paths
+        "outputs": {k: {"path": os.path.relpath(v, Path(path).parent), "md5": md5_path(v)} for k, v in outputs.items()},
+    }
+    record.update(extra or {})
+    write_json(path, record)
+    return record

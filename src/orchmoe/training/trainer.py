@@ -1,0 +1,193 @@
+"""Train adapters on a suite: AdamW, linear decay with warmup, routing losses, resumable checkpoints.
+
+Defaults follow OrchMoE section 4.2 (AdamW, lr 5e-5, weight decay 0.01, linear decay, warmup ratio 0.06, batch
+size 4, 1 epoch). Checkpoints (adapter weights + optimiser, scheduler and RNG state) go to a work folder that the
+workflow does not declare as an output, because Snakemake deletes a failed job's outputs; resuming continues
+from the last one and ends with the same weights as an uninterrupted run on CPU.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from orchmoe.adapters import AdapterConfig, attach_adapters
+from orchmoe.data.batching import make_collator
+from orchmoe.errors import ConfigError, TrainingError
+from orchmoe.io import atomic_path, read_jsonl
+from orchmoe.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 5e-5
+    router_lr: float | None = None  # None = lr; mttl trains Poly routing logits at 0.1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    batch_size: int = 4
+    epochs: int = 1
+    max_steps: int | None = None  # optimiser steps; caps epochs
+    grad_accum: int = 1
+    max_grad_norm: float | None = None  # the paper gives none
+    max_source_length: int = 512
+    max_target_length: int = 64
+    save_every: int = 100
+    log_every: int = 10
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ConfigError(f"train config: unknown field {key!r} (known: {', '.join(sorted(known))})")
+        cfg = cls(**d)
+        for name in ("lr", "batch_size", "epochs", "grad_accum", "save_every"):
+            if not getattr(cfg, name) > 0:
+                raise ConfigError(f"train config: {name}={getattr(cfg, name)!r} must be positive")
+        return cfg
+
+
+def _batches(records: list[dict], batch_size: int, seed: int, epoch: int) -> list[list[dict]]:
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+    return [[records[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+
+
+def _latest_checkpoint(work: Path) -> Path | None:
+    steps = sorted((int(p.name.split("-")[1]), p) for p in work.glob("step-*") if (p / "state.json").is_file())
+    return steps[-1][1] if steps else None
+
+
+def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows) -> None:
+    with atomic_path(work / f"step-{step}") as tmp:
+        tmp.mkdir()
+        save_file({k: v.contiguous() for k, v in model.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+        (tmp / "log.json").write_text(json.dumps(log_rows))
+        (tmp / "state.json").write_text(json.dumps({"step": step}))
+    for old in work.glob("step-*"):  # keep only the newest
+        if old.name != f"step-{step}":
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: int,
+          work_dir, init_skills: list | None = None, stop_after: int | None = None):
+    """Returns the trained MultiAdapterModel (outputs: `write_outputs`). stop_after (tests) stops like a killed
+    job after that many steps and returns None."""
+    seed_everything(seed)
+    model = attach_adapters(base_model, adapter_cfg)
+    if init_skills:
+        model.init_skills_from(init_skills)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    records = read_jsonl(Path(suite_dir) / "train.jsonl")
+    if not records:
+        raise ConfigError(f"{suite_dir}/train.jsonl: no training examples")
+    collate = make_collator(tokenizer, model.is_encoder_decoder, train_cfg.max_source_length,
+                            train_cfg.max_target_length, "train")
+    micro_per_epoch = math.ceil(len(records) / train_cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / train_cfg.grad_accum)
+    # max_steps, when set, replaces epochs: that many optimiser steps, wrapping over reshuffled epochs
+    total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
+    optimizer = torch.optim.AdamW(model.param_groups(train_cfg.lr, train_cfg.router_lr, train_cfg.weight_decay))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total), total)
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    step, log_rows = 0, []
+    ckpt = _latest_checkpoint(work)
+    if ckpt is not None:
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        weights = load_file(str(ckpt / "adapters.safetensors"))
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for k, v in weights.items():
+                params[k].copy_(v)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        step = json.loads((ckpt / "state.json").read_text())["step"]
+        log_rows = json.loads((ckpt / "log.json").read_text())
+        log.warning("resuming from %s (step %d of %d)", ckpt, step, total)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    model.train()
+    start = time.time()
+    bar = tqdm(total=total, initial=step, desc=f"train {adapter_cfg.method}", disable=None)
+    running = None
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        batches = _batches(records, train_cfg.batch_size, seed, epoch)
+        chunk = batches[within * train_cfg.grad_accum:(within + 1) * train_cfg.grad_accum] or batches[:train_cfg.grad_accum]
+        optimizer.zero_grad(set_to_none=True)
+        parts = {}
+        for micro in chunk:
+            batch = {k: v.to(device) for k, v in collate(micro).items()}
+            with autocast:
+                out = model(**batch)
+                routing = model.routing_losses()
+                loss = out.loss + sum(routing.values(), torch.zeros((), device=device))
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss ({loss.item()}) at step {step + 1} of {adapter_cfg.method}; "
+                                    "nothing was written to the output folder")
+            (loss / len(chunk)).backward()
+            parts["lm_loss"] = parts.get("lm_loss", 0.0) + out.loss.item() / len(chunk)
+            for k, v in routing.items():
+                parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v.item() / len(chunk)
+        if train_cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], train_cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        total_loss = parts["lm_loss"] + sum(v for k, v in parts.items() if k != "lm_loss")
+        running = total_loss if running is None else 0.9 * running + 0.1 * total_loss
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if step % train_cfg.log_every == 0 or step == total:
+            log_rows.append({"step": step, "epoch": epoch, "loss": round(total_loss, 6),
+                             **{k: round(v, 6) for k, v in parts.items()}, "lr": scheduler.get_last_lr()[0],
+                             "seconds": round(time.time() - start, 3)})
+        if step % train_cfg.save_every == 0 and step < total:
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows)
+        if stop_after is not None and step >= stop_after:
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows)
+            bar.close()
+            return None
+    bar.close()
+    if collate.truncated["targets"] or collate.truncated["prompts"]:
+        log.warning("truncated while training: %s (max_source_length=%d, max_target_length=%d)",
+                    collate.truncated, train_cfg.max_source_length, train_cfg.max_target_length)
+    model.train_log, model.truncated = log_rows, dict(collate.truncated)
+    return model
+
+
+def write_outputs(out: Path, model) -> None:
+    """Adapter weights + config, the training log and the learned routing (for the figures)."""
+    log_rows, truncated = model.train_log, model.truncated
+    model.save_adapters(out)
+    with atomic_path(out / "train_log.csv") as tmp:
+        first = ["step", "epoch", "loss", "lm_loss"]
+        keys = first + sorted({k for row in log_rows for k in row} - set(first))
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(log_rows)
+    report = model.routing_report()
+    report["allocation"] = {k: v.tolist() for k, v in report["allocation"].items()}
+    report["truncated"] = truncated
+    with atomic_path(out / "routing.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
