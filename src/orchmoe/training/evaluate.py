@@ -46,8 +46,11 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
+        skills = _skill_weights(model, last) if adapters else None
         for i, (r, text) in enumerate(zip(chunk, texts)):
             row = {"id": r["id"], "task": r["task"], "prediction": text.strip(), "references": r["references"]}
+            if skills is not None:
+                row["skill_weights"] = [round(float(x), 5) for x in skills[i]]
             if predicted is not None:
                 row["predicted_domain"] = int(predicted[i])
                 row["domain_id"] = r.get("domain_id", -1)
@@ -72,6 +75,15 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         metrics["mean"]["router_accuracy"] = round(
             100.0 * sum(r["predicted_domain"] == r["domain_id"] for r in labelled) / len(labelled), 4)
     return rows, metrics
+
+
+def _skill_weights(model, last: dict):
+    """OrchMoE: each example's skill weights alpha = w(X)^T W_hat in every block, concatenated (for Figure 3)."""
+    groups = [k for k, v in last.items() if "task_weights" in v]
+    if not groups:
+        return None
+    alloc = {r.name: r.allocation().cpu() for r in model.block_routers.values()}
+    return torch.cat([last[g]["task_weights"].float() @ alloc[g].float() for g in sorted(groups)], dim=-1).tolist()
 
 
 def _predicted_domains(last: dict):
