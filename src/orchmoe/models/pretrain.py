@@ -30,7 +30,7 @@ def pretrain_tiny(arch: str, suite_dir, out_dir, steps: int = 300, batch_size: i
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)))
     g = torch.Generator().manual_seed(seed)
     rows, start = [], time.time()
-    for step in tqdm(range(1, steps + 1), desc=f"pretrain {arch}", disable=None):
+    for step in tqdm(range(1, steps + 1), desc=f"pretrain {arch}", disable=False, mininterval=5):
         idx = torch.randint(len(records), (batch_size,), generator=g).tolist()
         batch = collate([records[i] for i in idx])
         for key in ("task_ids", "domain_ids", "prompt_mask"):

@@ -127,7 +127,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
     start = time.time()
-    bar = tqdm(total=total, initial=step, desc=f"train {adapter_cfg.method}", disable=None)
+    bar = tqdm(total=total, initial=step, desc=f"train {adapter_cfg.method}", disable=False, mininterval=5)
     running = None
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
