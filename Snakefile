@@ -1,48 +1,10 @@
-# orchmoe: data -> base models -> training (experiment x base x method x seed) -> evaluation -> tables -> figures.
-# Rules only call the `orchmoe` CLI; the logic lives in src/orchmoe. Config: config/demo.yaml unless --configfile.
-from snakemake.utils import min_version
-
-min_version("9.0")
+# The workflow lives in workflow/ (Snakemake's recommended layout); this shim lets `snakemake` run from the root.
+include: "workflow/Snakefile"
 
 
-configfile: "config/demo.yaml"
-
-
-include: "workflow/rules/common.smk"
-
-
-report: "workflow/report/workflow.rst"
-
-
-rule all:
+# An included file cannot set the default target (Snakemake keeps the including file's), so name it here.
+rule default:
     default_target: True
+    localrule: True
     input:
-        TABLES,
-        FIGURES,
-
-
-rule data_all:
-    input:
-        SUITE_MANIFEST,
-
-
-rule bases_all:
-    input:
-        BASE_DIRS,
-
-
-rule train_all:
-    input:
-        CHECKPOINTS,
-
-
-rule evaluate_all:
-    input:
-        EVALS,
-
-
-include: "workflow/rules/data.smk"
-include: "workflow/rules/bases.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+        rules.all.input,

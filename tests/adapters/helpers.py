@@ -21,6 +21,7 @@ def method_config(method: str, arch: str, **overrides) -> dict:
 
 
 def adapted(arch: str, method: str, seed: int = 0, **overrides):
+    torch.manual_seed(seed)  # LoRA A and router inits draw from the global generator: same model whatever ran before
     return attach_adapters(build_tiny(arch, seed=seed), method_config(method, arch, **overrides))
 
 

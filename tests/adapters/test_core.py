@@ -93,6 +93,21 @@ def test_sequence_routing_does_not_depend_on_padding(arch, method):
     torch.testing.assert_close(out.logits[:, :n], alone.logits, rtol=1e-4, atol=1e-4)
 
 
+def test_orchmoe_task_router_is_eq5_pooled_over_prompt_tokens():
+    model = adapted("llama", "orchmoe").eval()
+    router = next(iter(model.block_routers.values()))
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 6, 64, generator=g) * 3
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 0]])
+    x = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-6)
+    expected = []
+    for b in range(2):  # literal eq. 5 on the prompt tokens of each example, then the mean and eq. 4 + softmax
+        xb = x[b, mask[b].bool()]
+        x_hat = torch.softmax(xb @ xb.T / 8.0, -1) @ xb + xb
+        expected.append(torch.softmax(router.task_router(x_hat.mean(0)), -1))
+    torch.testing.assert_close(router.task_weights(hidden, mask), torch.stack(expected), rtol=1e-5, atol=1e-6)
+
+
 def test_orchmoe_router_reads_prompt_tokens_only_in_decoder_only_training():
     model = adapted("llama", "orchmoe").train()
     x = inputs("llama", batch=2, length=8, pad_first=0)

@@ -1,45 +1,184 @@
-# Config validation and the run table (experiment x base x method x seed), derived once and used everywhere.
+# Config validation and the run table, derived once from the config and used by every rule.
+# Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
+import itertools
 import json
+import shlex
 
 from snakemake.utils import validate
+
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 EXP = config["experiment"]
-BASES = list(config["bases"])
-METHODS = list(config["methods"])
 SEEDS = config["seeds"]
-RAW = f"data/raw/{EXP}"
-SUITE = f"data/processed/{EXP}/suite"
-PRIMITIVES = f"data/processed/{EXP}/primitives"
-SUITE_MANIFEST = f"{SUITE}/manifest.json"
-BASE_DIRS = expand("results/bases/{exp}/{base}", exp=EXP, base=BASES)
-CHECKPOINTS = expand("results/checkpoints/{exp}/{base}/{method}/seed{seed}", exp=EXP, base=BASES, method=METHODS,
-                     seed=SEEDS)
-EVAL_METHODS = ["base"] + METHODS  # "base": the frozen base model without adapters, the floor row
-EVALS = expand("results/eval/{exp}/{base}/{method}/seed{seed}", exp=EXP, base=BASES, method=EVAL_METHODS, seed=SEEDS)
+SUITES = config["suites"]
+BASES = config["bases"]
+# Keys of a method entry that shape the DAG; everything else is an AdapterConfig field passed to `orchmoe train`.
+WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains")
+
+
+def _sweep_points(entry):
+    """`sweep: {rank: [2, 4]}` -> [({"rank": 2}, "-rank2"), ({"rank": 4}, "-rank4")]; no sweep -> [({}, "")]."""
+    sweep = entry.get("sweep") or {}
+    keys = sorted(sweep)
+    points = []
+    for values in itertools.product(*(sweep[k] for k in keys)):
+        point = dict(zip(keys, values))
+        points.append((point, "".join(f"-{k}{v}" for k, v in point.items())))
+    return points or [({}, "")]
+
+
+def _build_runs():
+    """run name -> {suite, base, adapter, train, domain, init}: one training job per run x seed.
+
+    A run name is one path segment: <method entry>[-<field><value>...][@<domain>]."""
+    runs = {}
+    for name, entry in config["methods"].items():
+        for suite in entry.get("suites", list(SUITES)):
+            for base in entry.get("bases", list(BASES)):
+                for point, suffix in _sweep_points(entry):
+                    adapter = {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS}
+                    adapter.update(point)
+                    adapter.setdefault("target_modules", BASES[base]["target_modules"])
+                    train = {**config["train"], **entry.get("train", {})}
+                    domains = entry.get("domains", SUITES[suite].get("domains", []))
+                    targets = [f"@{d}" for d in domains] if entry.get("per_domain") else [""]
+                    for target in targets:
+                        run = {"suite": suite, "base": base, "name": name + suffix + target, "entry": name,
+                               "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
+                        if entry.get("init_from"):
+                            src = config["methods"][entry["init_from"]]
+                            src_domains = src.get("domains", SUITES[suite].get("domains", []))
+                            run["init"] = [f"{entry['init_from']}@{d}" for d in src_domains]
+                        runs[(suite, base, run["name"])] = run
+    return runs
+
+
+RUNS = _build_runs()
+
+
+def _check_init_from():
+    for name, entry in config["methods"].items():
+        src = entry.get("init_from")
+        if src is not None and (src not in config["methods"] or not config["methods"][src].get("per_domain")):
+            raise ValueError(f"config methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
+        if entry.get("per_domain"):
+            for suite in entry.get("suites", list(SUITES)):
+                if not entry.get("domains", SUITES[suite].get("domains")):
+                    raise ValueError(f"config methods.{name}.per_domain: suite {suite!r} lists no 'domains'")
+        for key in ("suites", "bases"):
+            for v in entry.get(key, []):
+                if v not in config[key]:
+                    raise ValueError(f"config methods.{name}.{key}: unknown {key[:-1]} {v!r}")
+
+
+_check_init_from()
+
+
+def suite_dir(suite):
+    return f"data/processed/{EXP}/{suite}"
+
+
+def primitives_dir():
+    return f"data/processed/{EXP}/primitives-pretrain"
+
+
+def raw_builtin():
+    return f"data/raw/{EXP}/builtin"
+
+
+def run_data(run):
+    """Suite folder a run trains on: the whole suite, or one domain's subset for per-domain single LoRAs."""
+    if run["domain"]:
+        return f"data/processed/{EXP}/{run['suite']}-domains/{run['domain']}"
+    return suite_dir(run["suite"])
+
+
+def base_dir(base):
+    spec = BASES[base]
+    if spec["source"] == "pretrain":
+        return f"models/{EXP}/{base}"
+    if spec["source"] == "smollm2":
+        return "models/smollm2"
+    return spec["path"]  # a model folder or hub id given by the user
+
+
+def base_target(base):
+    """The file/folder a job waits for (nothing for a user-supplied path or hub id)."""
+    spec = BASES[base]
+    if spec["source"] == "smollm2":
+        return "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    return [] if spec["source"] == "path" else base_dir(base)
+
+
+def ckpt(suite, base, run, seed):
+    return f"results/checkpoints/{EXP}/{suite}/{base}/{run}/seed{seed}"
+
+
+def eval_dir(suite, base, run, seed, split):
+    return f"results/eval/{EXP}/{suite}/{base}/{run}/seed{seed}/{split}"
+
+
+def splits(suite):
+    return ["eval", "unseen"] if SUITES[suite].get("n_unseen", 0) > 0 else ["eval"]
+
+
+CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
+# "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
+# evaluated too (MoA Table 2 reports them), on the whole suite.
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)]
+EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
-TABLES = [f"{TABLE_DIR}/main.csv", f"{TABLE_DIR}/main.md", f"{TABLE_DIR}/main.tex", f"{TABLE_DIR}/metrics_long.csv"]
-FIGURES = [f"{FIGURE_DIR}/training_curves.png", f"{FIGURE_DIR}/score_vs_params.png",
-           f"{FIGURE_DIR}/task_clustering.png", f"{FIGURE_DIR}/task_clustering.csv"]
+REPORT_HTML = f"results/report/{EXP}.html"
+TABLE_NAMES = ["main", "params"]
+TABLES = [f"{TABLE_DIR}/{t}.{ext}" for t in TABLE_NAMES for ext in ("csv", "md", "tex")]
+TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]
+FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy"]
+FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
+FIGURES += [f"{FIGURE_DIR}/task_clustering.csv", f"{FIGURE_DIR}/task_clustering.md"]
+BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
+DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
+    f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]
+]
+DATA_TARGETS = sorted(set(DATA_TARGETS))
 
 
-def as_json(obj):
-    return "'" + json.dumps(obj, sort_keys=True) + "'"
+def q(obj):
+    """Shell-quoted JSON: configs travel to the CLI as one argument."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
-def base_input(wildcards):
-    base = config["bases"][wildcards.base]
-    return [] if base["source"] == "path" else f"results/bases/{wildcards.exp}/{wildcards.base}"
+def run_of(wildcards):
+    key = (wildcards.suite, wildcards.base, wildcards.run)
+    if key not in RUNS:
+        raise ValueError(f"no run {key} in config {EXP}")
+    return RUNS[key]
 
 
-def base_arg(wildcards):
-    base = config["bases"][wildcards.base]
-    return base["path"] if base["source"] == "path" else f"results/bases/{wildcards.exp}/{wildcards.base}"
+def train_inputs(wildcards):
+    run = run_of(wildcards)
+    inputs = {"data": f"{run_data(run)}/manifest.json", "base": base_target(wildcards.base)}
+    # MoE-LoRA (from single LoRAs) and MoA start from the per-domain single-LoRA checkpoints of the same seed
+    inputs["init"] = [ckpt(wildcards.suite, wildcards.base, r, wildcards.seed) for r in run["init"]]
+    return inputs
 
 
-def adapter_config(wildcards):
-    entry = dict(config["methods"][wildcards.method])
-    entry.setdefault("target_modules", config["bases"][wildcards.base]["target_modules"])
-    return as_json(entry)
+def train_mem_mb(wildcards, attempt):
+    return BASES[wildcards.base].get("resources", {}).get("train_mem_mb", 2000) * attempt
+
+
+def train_runtime(wildcards, attempt):
+    return BASES[wildcards.base].get("resources", {}).get("train_runtime", 30) * attempt
+
+
+def train_gpu(wildcards):
+    return BASES[wildcards.base].get("resources", {}).get("gpu", 0)
+
+
+def eval_mem_mb(wildcards, attempt):
+    return BASES[wildcards.base].get("resources", {}).get("eval_mem_mb", 2000) * attempt
+
+
+def eval_runtime(wildcards, attempt):
+    return BASES[wildcards.base].get("resources", {}).get("eval_runtime", 20) * attempt

@@ -1,51 +1,103 @@
+# Data: the built-in compositional suite (and its primitive-skills split for tiny-base pretraining), Super-NI
+# sampling into suites, and per-domain subsets for the single-LoRA-per-domain runs that MoA starts from.
+
+
 rule builtin_suite:
     output:
-        skills=f"{RAW}/builtin/skills.json",
-        tasks=directory(f"{RAW}/builtin/tasks"),
-        primitives=directory(f"{RAW}/builtin/primitives"),
+        skills=f"{raw_builtin()}/skills.json",
+        tasks=directory(f"{raw_builtin()}/tasks"),
+        primitives=directory(f"{raw_builtin()}/primitives"),
     params:
-        builtin=config["suite"].get("builtin", {}),
+        b=config["builtin"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
-        f"logs/{EXP}/builtin_suite.log",
+        f"logs/{EXP}/data/builtin_suite.log",
     shell:
-        "orchmoe builtin-suite --out {RAW}/builtin --seed {config[suite][seed]}"
-        " --n-instances {params.builtin[n_instances]} --n-primitive-instances {params.builtin[n_primitive_instances]}"
-        " --max-tasks {params.builtin[max_tasks]} > {log} 2>&1"
+        "orchmoe builtin-suite --out {raw_builtin} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
+        " --n-primitive-instances {params.b[n_primitive_instances]} --max-tasks {params.b[max_tasks]} > {log} 2>&1"
 
 
-def suite_tasks_dir(wildcards=None):
-    s = config["suite"]
-    return f"{RAW}/builtin/tasks" if s["source"] == "builtin" else s["tasks_dir"]
+def sample_inputs(wildcards):
+    s = SUITES[wildcards.suite]
+    if s["source"] == "builtin":
+        return {"tasks": f"{raw_builtin()}/tasks", "skills": f"{raw_builtin()}/skills.json"}
+    return {"tasks": s["tasks_dir"]}
+
+
+def sample_flags(wildcards, input):
+    s = SUITES[wildcards.suite]
+    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
+             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
+             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
+    flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
+    if "skills" in input.keys():
+        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
+    return " ".join(flags)
 
 
 rule sample_suite:
     input:
-        tasks=suite_tasks_dir(),
-        skills=f"{RAW}/builtin/skills.json" if config["suite"]["source"] == "builtin" else [],
+        unpack(sample_inputs),
     output:
-        manifest=SUITE_MANIFEST,
-        train=f"{SUITE}/train.jsonl",
-        eval=f"{SUITE}/eval.jsonl",
-        unseen=f"{SUITE}/unseen.jsonl",
+        manifest=f"data/processed/{EXP}/{{suite}}/manifest.json",
+        train=f"data/processed/{EXP}/{{suite}}/train.jsonl",
+        eval=f"data/processed/{EXP}/{{suite}}/eval.jsonl",
+        unseen=f"data/processed/{EXP}/{{suite}}/unseen.jsonl",
+    wildcard_constraints:
+        suite="[A-Za-z0-9_]+",
     params:
-        s=config["suite"],
-        domains=lambda w, input: f"--task-domains {input.skills}" if input.skills else "",
+        flags=sample_flags,
+        out=lambda w: suite_dir(w.suite),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     log:
-        f"logs/{EXP}/sample_suite.log",
+        f"logs/{EXP}/data/sample_{{suite}}.log",
     shell:
-        "orchmoe superni-sample --tasks-dir {input.tasks} --out {SUITE} --n-tasks {params.s[n_tasks]}"
-        " --n-train {params.s[n_train]} --n-eval {params.s[n_eval]} --n-unseen {params.s[n_unseen]}"
-        " --n-unseen-eval {params.s[n_unseen_eval]} --seed {params.s[seed]} {params.domains} > {log} 2>&1"
+        "orchmoe superni-sample --tasks-dir {input.tasks} --out {params.out} {params.flags} > {log} 2>&1"
 
 
 rule sample_primitives:
+    """Every primitive skill, for pretraining the tiny bases (the demo's stand-in for a pretrained model)."""
     input:
-        f"{RAW}/builtin/primitives",
+        f"{raw_builtin()}/primitives",
     output:
-        manifest=f"{PRIMITIVES}/manifest.json",
-        train=f"{PRIMITIVES}/train.jsonl",
+        manifest=f"{primitives_dir()}/manifest.json",
+        train=f"{primitives_dir()}/train.jsonl",
+    params:
+        out=primitives_dir(),
+        seed=config["builtin"]["seed"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
-        f"logs/{EXP}/sample_primitives.log",
+        f"logs/{EXP}/data/sample_primitives.log",
     shell:
-        "orchmoe superni-sample --tasks-dir {input}/tasks --out {PRIMITIVES} --n-tasks all"
-        " --n-train 100000 --n-eval 1 --n-unseen 0 --seed {config[suite][seed]} > {log} 2>&1"
+        "orchmoe superni-sample --tasks-dir {input}/tasks --out {params.out} --n-tasks all"
+        " --n-train 100000 --n-eval 1 --n-unseen 0 --seed {params.seed} > {log} 2>&1"
+
+
+rule domain_suite:
+    """One domain's share of a suite (same task list, so task ids keep their meaning)."""
+    input:
+        f"data/processed/{EXP}/{{suite}}/manifest.json",
+    output:
+        manifest=f"data/processed/{EXP}/{{suite}}-domains/{{domain}}/manifest.json",
+    params:
+        suite=lambda w: suite_dir(w.suite),
+        out=lambda w: f"data/processed/{EXP}/{w.suite}-domains/{w.domain}",
+        domains=lambda w: ",".join(SUITES[w.suite].get("domains", [])),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        f"logs/{EXP}/data/domain_{{suite}}_{{domain}}.log",
+    shell:
+        "python workflow/scripts/domain_subset.py --suite {params.suite} --domain {wildcards.domain}"
+        " --expect-domains {params.domains} --out {params.out} > {log} 2>&1"

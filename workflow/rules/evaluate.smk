@@ -1,29 +1,37 @@
-def checkpoint_input(wildcards):
-    if wildcards.method == "base":
-        return []
-    return f"results/checkpoints/{wildcards.exp}/{wildcards.base}/{wildcards.method}/seed{wildcards.seed}"
+# Evaluation: generation + Super-NI metrics for every checkpoint on the suite's eval split (and the unseen-task
+# split where the suite has one), plus the frozen base model without adapters ("base"), the floor of every table.
+
+
+def eval_inputs(wildcards):
+    inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
+    if wildcards.run != "base":
+        inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
+    return inputs
 
 
 rule evaluate:
     input:
-        suite=SUITE_MANIFEST,
-        base=base_input,
-        checkpoint=checkpoint_input,
+        unpack(eval_inputs),
     output:
-        directory("results/eval/{exp}/{base}/{method}/seed{seed}"),
+        directory(f"results/eval/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}"),
+    wildcard_constraints:
+        run="[A-Za-z0-9_.@-]+",
+        seed="[0-9]+",
+        split="eval|unseen",
     params:
-        base=base_arg,
-        checkpoint=lambda w, input: input.checkpoint or "none",
+        base=lambda w: base_dir(w.base),
+        data=lambda w: suite_dir(w.suite),
+        checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
     threads: 1
     resources:
-        gpu=lambda w: config.get("resources", {}).get("eval_gpu", 0),
-        mem_mb=2000,
-        runtime=30,
+        gpu=train_gpu,
+        mem_mb=eval_mem_mb,
+        runtime=eval_runtime,
     log:
-        "logs/{exp}/evaluate/{base}/{method}/seed{seed}.log",
+        f"logs/{EXP}/evaluate/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}.log",
     shell:
         "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
-        " --data {SUITE} --split eval --out {output} --batch-size {params.e[batch_size]}"
+        " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"
         " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
         " > {log} 2>&1"

@@ -1,26 +1,30 @@
-rule tables:
-    input:
-        evals=EVALS,
-        checkpoints=CHECKPOINTS,
-    output:
-        [report(t, category="Tables") if t.endswith(".csv") and "main" in t else t for t in TABLES],
-    log:
-        f"logs/{EXP}/tables.log",
-    shell:
-        "orchmoe tables --experiment {EXP} --results results --out {TABLE_DIR} > {log} 2>&1"
+# Figures: training curves, Figure 2 (score vs trainable parameters), Figure 3 (task dendrogram + heatmap with the
+# adjusted Rand index against the built-in suite's ground truth), router accuracy. The HTML report itself is
+# `snakemake --report` (see workflow/scripts/demo.sh); these outputs are its items.
+
+
+def figure_suite():
+    return config.get("figures", {}).get("suite", list(SUITES)[0])
 
 
 rule figures:
     input:
         evals=EVALS,
         checkpoints=CHECKPOINTS,
-        suite=SUITE_MANIFEST,
+        suite=f"{suite_dir(figure_suite())}/manifest.json",
+        skills=[f"{raw_builtin()}/skills.json"] if SUITES[figure_suite()]["source"] == "builtin" else [],
     output:
-        [report(f, category="Figures") if f.endswith(".png") else f for f in FIGURES],
+        [report(f, category="Figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f for f in FIGURES],
     params:
-        skills=f"--skills {RAW}/builtin/skills.json" if config["suite"]["source"] == "builtin" else "",
+        suite=suite_dir(figure_suite()),
+        skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",
+        out=FIGURE_DIR,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     log:
-        f"logs/{EXP}/figures.log",
+        f"logs/{EXP}/report/figures.log",
     shell:
-        "orchmoe figures --experiment {EXP} --results results --data {SUITE} {params.skills} --out {FIGURE_DIR}"
-        " > {log} 2>&1"
+        "orchmoe figures --experiment {EXP} --results results --data {params.suite} {params.skills}"
+        " --out {params.out} > {log} 2>&1"

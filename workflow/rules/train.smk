@@ -1,25 +1,33 @@
+# Training: one job per suite x base x run x seed (a run is a method entry, one point of its sweep, and for
+# per-domain single LoRAs one domain). Resumable state lives in work/ - NOT a declared output, because Snakemake
+# deletes a failed job's outputs - so a killed job resumes from its last step checkpoint when rerun.
+
+
 rule train:
-    """One job per experiment x base x method x seed. Resumable state lives in work/ (not a declared output:
-    Snakemake deletes a failed job's outputs), so a killed job resumes from its last checkpoint."""
     input:
-        suite=SUITE_MANIFEST,
-        base=base_input,
+        unpack(train_inputs),
     output:
-        directory("results/checkpoints/{exp}/{base}/{method}/seed{seed}"),
+        directory(f"results/checkpoints/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}"),
+    wildcard_constraints:
+        run="[A-Za-z0-9_.@-]+",
+        seed="[0-9]+",
     params:
-        base=base_arg,
-        adapter=adapter_config,
-        train=lambda w: as_json(config["train"]),
-        work="work/{exp}/{base}/{method}/seed{seed}",
+        base=lambda w: base_dir(w.base),
+        data=lambda w: run_data(run_of(w)),
+        adapter=lambda w: q(run_of(w)["adapter"]),
+        train=lambda w: q(run_of(w)["train"]),
+        init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
+        work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
     threads: 1
     resources:
-        gpu=lambda w: config.get("resources", {}).get("train_gpu", 0),
-        mem_mb=lambda w: config.get("resources", {}).get("train_mem_mb", 2000),
-        runtime=lambda w: config.get("resources", {}).get("train_runtime", 30),
+        gpu=train_gpu,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
     log:
-        "logs/{exp}/train/{base}/{method}/seed{seed}.log",
+        f"logs/{EXP}/train/{{suite}}/{{base}}/{{run}}/seed{{seed}}.log",
     benchmark:
-        "logs/{exp}/benchmarks/train/{base}/{method}/seed{seed}.tsv"
+        f"logs/{EXP}/benchmarks/train/{{suite}}/{{base}}/{{run}}/seed{{seed}}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} orchmoe train --base {params.base} --data {SUITE} --adapter-config {params.adapter}"
-        " --train-config {params.train} --seed {wildcards.seed} --out {output} --work {params.work} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} orchmoe train --base {params.base} --data {params.data}"
+        " --adapter-config {params.adapter} --train-config {params.train} --seed {wildcards.seed}"
+        " --out {output} --work {params.work} {params.init} > {log} 2>&1"

@@ -1,71 +1,46 @@
-"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE Table 4's column) per method config.
-
-The model is built on the meta device, so a T5-XXL config is counted without allocating its 11 B weights.
-"""
+"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE Table 4) on the meta device."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-from orchmoe.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("params", help="count trainable adapter/router parameters and the adapter-to-base ratio")
-    p.add_argument("--model", required=True,
-                   help="a preset (t5-v1_1-xxl-lm-adapt, smollm2-135m, tiny-t5, tiny-llama, tiny-gpt2), "
-                        "a model folder with config.json, or a config.json file")
-    p.add_argument("--method", action="append", required=True, metavar="JSON_OR_FILE",
-                   help="adapter config as inline JSON or a JSON file; repeat for several methods")
-    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p = sub.add_parser("params", help="count trainable parameters of methods for a model config (no weights)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a built-in config: t5-v1_1-xxl-lm-adapt, smollm2-135m")
+    src.add_argument("--model-config", help="a Hugging Face config.json (or a model folder holding one)")
+    p.add_argument("--method", action="append", required=True,
+                   help="an AdapterConfig as JSON, or a bare method name with the paper's settings; repeatable")
+    p.add_argument("--target-modules", nargs="+", help="default: q k v (T5) or q_proj k_proj v_proj")
+    p.add_argument("--n-tasks", type=int, default=100)
     p.set_defaults(func=_params)
 
 
-def load_model_config(spec: str):
-    """A transformers config from a preset name, a model folder or a config.json (no weights are read)."""
-    from transformers import AutoConfig
-
-    from orchmoe.models.tiny import tiny_config
-
-    from .params import PRESETS
-
-    if spec in PRESETS:
-        return PRESETS[spec]()
-    if spec.startswith("tiny-") and spec[5:] in ("t5", "llama", "gpt2"):
-        return tiny_config(spec[5:])
-    path = Path(spec)
-    if path.is_dir() and (path / "config.json").is_file():
-        return AutoConfig.from_pretrained(str(path))
-    if path.is_file() and path.suffix == ".json":
-        return AutoConfig.from_pretrained(str(path.parent)) if path.name == "config.json" else \
-            AutoConfig.for_model(**json.loads(path.read_text()))
-    raise ConfigError(f"--model={spec!r}: not a preset ({', '.join(sorted(PRESETS))}, tiny-t5, tiny-llama, "
-                      "tiny-gpt2), a model folder with config.json, or a config .json file")
-
-
-def load_method_config(spec: str) -> dict:
-    path = Path(spec)
-    text = path.read_text() if path.is_file() else spec
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--method={spec!r}: neither a JSON object nor a readable JSON file ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--method={spec!r}: must be a JSON object")
-    return data.get("orchmoe_adapter", data)  # a saved adapter_config.json works too
+# The papers' equal-budget settings (OrchMoE section 4.2): LoRA r=32; 4 experts of r=8; OrchMoE 4 skills of r=4.
+PAPER = {"lora": {"rank": 32}, "moe_lora": {"rank": 8, "n_skills": 4}, "poly": {"rank": 8, "n_skills": 4},
+         "mhr": {"rank": 8, "n_skills": 4, "n_splits": 8}, "orchmoe": {"rank": 4, "n_skills": 4},
+         "moa": {"rank": 8, "n_skills": 8}}
 
 
 def _params(args) -> None:
-    from .params import count_parameters
+    import json
 
-    config = load_model_config(args.model)
-    rows = [count_parameters(config, load_method_config(m)) for m in args.method]
-    if args.json:
-        for r in rows:
-            print(json.dumps(r))
-        return
-    print(f"model: {args.model} ({rows[0]['base']:,} base parameters)")
-    print(f"{'method':<10} {'trainable':>14} {'adapter':>14} {'router':>12} {'ratio %':>9}")
-    for r in rows:
-        print(f"{r['method']:<10} {r['trainable']:>14,} {r['adapter']:>14,} {r['router']:>12,} "
-              f"{r['ratio_percent']:>9.4f}")
+    from transformers import AutoConfig
+
+    from .params import PRESETS, count_parameters
+
+    if args.preset:
+        if args.preset not in PRESETS:
+            from orchmoe.errors import ConfigError
+
+            raise ConfigError(f"--preset {args.preset!r}: known presets are {', '.join(PRESETS)}")
+        config = PRESETS[args.preset]()
+    else:
+        config = AutoConfig.from_pretrained(args.model_config)
+    targets = args.target_modules or (["q", "k", "v"] if config.is_encoder_decoder else ["q_proj", "k_proj", "v_proj"])
+    print(f"{'method':<10} {'trainable':>14} {'router':>12} {'base':>16} {'ratio %':>9}")
+    for spec in args.method:
+        cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **PAPER.get(spec, {})}
+        cfg.setdefault("target_modules", targets)
+        if cfg["method"] in ("poly", "mhr", "orchmoe"):
+            cfg.setdefault("n_tasks", args.n_tasks)
+        c = count_parameters(config, cfg)
+        print(f"{c['method']:<10} {c['trainable']:>14,} {c['router']:>12,} {c['base']:>16,} {c['ratio_percent']:>9.4f}")

@@ -95,10 +95,14 @@ class MultiAdapterModel(nn.Module):
             if key in self.ctx.cache:  # computed at the prompt / prefill: reused at every decoding step
                 return None
             if in_decoder:  # decoder hidden states are target tokens: route from the encoder's output instead
-                hidden = self.ctx.encoder_hidden
+                if self.ctx.encoder_features is None:
+                    hidden = self.ctx.encoder_hidden
+                    self.ctx.encoder_features = router.features(hidden, sequence_mask(hidden, self.ctx.prompt_mask))
+                features = self.ctx.encoder_features
             else:
                 hidden = args[0] if args else kwargs["hidden_states"]
-            self.ctx.cache[key] = router.route_hidden(hidden, sequence_mask(hidden, self.ctx.prompt_mask))
+                features = router.features(hidden, sequence_mask(hidden, self.ctx.prompt_mask))
+            self.ctx.cache[key] = router.route_features(features)
             return None
 
         module.register_forward_pre_hook(pre_hook, with_kwargs=True)
@@ -109,18 +113,19 @@ class MultiAdapterModel(nn.Module):
 
     def _capture_encoder_output(self, module, args, output):
         self.ctx.encoder_hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        self.ctx.encoder_features = None
 
     @contextlib.contextmanager
     def routing(self, task_ids=None, domain_ids=None, prompt_mask=None):
         c = self.ctx
         c.task_ids, c.domain_ids, c.prompt_mask = task_ids, domain_ids, prompt_mask
         c.cache.clear(), c.losses.clear(), c.readout.clear()
-        c.encoder_hidden = None
+        c.encoder_hidden = c.encoder_features = None
         try:
             yield c
         finally:
             c.cache.clear()
-            c.encoder_hidden = None
+            c.encoder_hidden = c.encoder_features = None
 
     def _prompt_mask(self, prompt_mask, attention_mask, labels):
         if prompt_mask is not None or self.is_encoder_decoder:

@@ -18,6 +18,7 @@ class RoutingContext:
     domain_ids: torch.Tensor | None = None   # (B,) long, -1 = unknown
     prompt_mask: torch.Tensor | None = None  # (B, L_prompt): 1 on prompt tokens, 0 on padding and targets
     encoder_hidden: torch.Tensor | None = None  # encoder-decoder: the encoder's output, read by decoder blocks
+    encoder_features: torch.Tensor | None = None  # its parameter-free router features, shared by all decoder blocks
     cache: dict = field(default_factory=dict)   # group name -> per-sequence routing weights
     losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
     readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
@@ -69,9 +70,19 @@ class Router(nn.Module):
         """Mixing weights for the layer input x: None, (B, S), (B, H, S) or (B, L, S)."""
         raise NotImplementedError
 
-    def route_hidden(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Block routers: per-sequence weights from the block's input hidden states over prompt tokens."""
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Block routers: the parameter-free per-sequence summary of the block input over prompt tokens (B, d).
+
+        It has no parameters, so T5 decoder blocks (which all read the encoder output) compute it once per call.
+        """
         raise NotImplementedError
+
+    def route_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Block routers: per-sequence mixing weights (B, S) from `features`."""
+        raise NotImplementedError
+
+    def route_hidden(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.route_features(self.features(hidden, mask))
 
     def cached(self) -> torch.Tensor:
         w = self.ctx.cache.get(self.name) if self.ctx is not None else None

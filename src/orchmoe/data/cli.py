@@ -1,4 +1,4 @@
-"""Data commands: `orchmoe builtin-suite`, `orchmoe superni-sample`, `orchmoe superni-download`."""
+"""Data commands: `orchmoe builtin-suite`, `superni-sample`, `superni-download`, `domains-sample`."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--revision", default="master")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("domains-sample", help="sample MoA's domain datasets (config/domains.yaml) into a suite")
+    p.add_argument("--config", default="config/domains.yaml", help="the domain table")
+    p.add_argument("--out", required=True)
+    p.add_argument("--domains", help="comma-separated subset of the table's domains (default: all, table order)")
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-eval", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="error instead of taking what exists for short domains")
+    p.set_defaults(func=_domains)
 
 
 def _builtin(args) -> None:
@@ -87,3 +97,11 @@ def _download(args) -> None:
             shutil.rmtree(out / part, ignore_errors=True)
             shutil.copytree(f"{tmp}/ni/{part}", out / part)
     print(f"Super-NI task files in {args.out}/tasks")
+
+
+def _domains(args) -> None:
+    from .domains import sample_domains
+
+    names = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
+    m = sample_domains(args.config, args.out, args.n_train, args.n_eval, args.seed, names, args.strict)
+    print(f"{args.out}: {len(m['domains'])} domains, {m['counts']}; short domains: {len(m['short_tasks'])}")

@@ -54,14 +54,21 @@ def read_task(path: str | Path) -> Task:
     if not isinstance(instances, list) or not instances:
         raise DataError(f"{path}: field 'Instances' is missing or empty")
     for i, inst in enumerate(instances):
-        if not isinstance(inst, dict) or "input" not in inst or "id" not in inst:
-            raise DataError(f"{path}: Instances[{i}] needs 'id' and 'input'")
+        if not isinstance(inst, dict) or "id" not in inst:
+            raise DataError(f"{path}: Instances[{i}] needs an 'id'")
+        if not isinstance(inst.get("input"), str):
+            raise DataError(f"{path}: Instances[{i}] (id {inst['id']!r}) has no string 'input'")
         out = inst.get("output")
         if isinstance(out, str):
             inst["output"] = out = [out]
         if not isinstance(out, list) or not out or not all(isinstance(o, str) for o in out):
             raise DataError(f"{path}: Instances[{i}] (id {inst['id']!r}) has no 'output'")
-    positives = [ex for ex in raw.get("Positive Examples", []) if isinstance(ex, dict) and "input" in ex]
+    positives = []
+    for ex in raw.get("Positive Examples") or []:
+        out = ex.get("output") if isinstance(ex, dict) else None
+        out = out[0] if isinstance(out, list) and out else out
+        if isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(out, str):
+            positives.append({"input": ex["input"], "output": out})
     return Task(name=path.stem, definition=definition, instances=instances, positive_examples=positives,
                 input_language=list(raw.get("Input_language", [])), output_language=list(raw.get("Output_language", [])),
                 categories=list(raw.get("Categories", [])), path=path)
@@ -177,9 +184,18 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
         "counts": {"train": len(train), "eval": len(evaluation), "unseen": len(unseen_rows)},
         "short_tasks": short,
         "sources": {name: md5_file(tasks[name].path) for name in seen + unseen},
+        "instance_ids": {split: _ids_by_task(rows) for split, rows in
+                         (("train", train), ("eval", evaluation), ("unseen", unseen_rows))},
     }
     write_suite(out_dir, manifest, train, evaluation, unseen_rows)
     return manifest
+
+
+def _ids_by_task(rows: list[dict]) -> dict[str, list[str]]:
+    ids: dict[str, list[str]] = {}
+    for row in rows:
+        ids.setdefault(row["task"], []).append(row["id"])
+    return ids
 
 
 def write_suite(out_dir, manifest: dict, train: list, evaluation: list, unseen: list) -> None:

@@ -1,37 +1,42 @@
 """Report commands: `orchmoe tables`, `orchmoe figures`, `orchmoe trace`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(sub) -> None:
     p = sub.add_parser("tables", help="build result tables (CSV, Markdown, LaTeX) from evaluation results")
     p.add_argument("--experiment", required=True)
     p.add_argument("--results", default="results")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=lambda a: _tables(a))
+    p.set_defaults(func=_tables)
 
-    p = sub.add_parser("figures", help="training curves, score vs parameters, task clustering (PNG + PDF)")
+    p = sub.add_parser("figures", help="training curves, score vs parameters, task clustering, router accuracy")
     p.add_argument("--experiment", required=True)
     p.add_argument("--results", default="results")
-    p.add_argument("--data", required=True, help="the suite folder (manifest.json)")
+    p.add_argument("--data", required=True, help="the suite folder whose tasks are clustered (manifest.json)")
     p.add_argument("--skills", help="built-in suite skills.json: ground truth for the clustering score")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=lambda a: _figures(a))
+    p.set_defaults(func=_figures)
 
-    p = sub.add_parser("trace", help="print the chain behind one table cell")
+    p = sub.add_parser("trace", help="print the chain behind one table cell (from run JSONs and dvc.lock)")
     p.add_argument("--tables", required=True, help="table folder holding metrics_long.csv")
     p.add_argument("--base", required=True)
-    p.add_argument("--method", required=True)
+    p.add_argument("--run", "--method", dest="run", required=True, help="run name (a method entry), or 'base'")
     p.add_argument("--metric", default="rougeLsum")
+    p.add_argument("--suite")
+    p.add_argument("--split", default="eval")
     p.add_argument("--seed", type=int)
     p.add_argument("--dvc-lock", default="dvc.lock")
-    p.set_defaults(func=lambda a: _trace(a))
+    p.set_defaults(func=_trace)
 
 
 def _tables(a):
-    from .tables import build_tables
+    from .tables import build_tables, floor_gaps
 
-    build_tables(a.results, a.experiment, a.out)
-    print((__import__("pathlib").Path(a.out) / "main.md").read_text())
+    agg = build_tables(a.results, a.experiment, a.out)
+    print((Path(a.out) / "main.md").read_text())
+    print("RougeLsum minus the no-adapter floor:", floor_gaps(agg))
 
 
 def _figures(a):
@@ -44,4 +49,4 @@ def _figures(a):
 def _trace(a):
     from .trace import trace
 
-    print("\n".join(trace(a.tables, a.base, a.method, a.metric, a.seed, a.dvc_lock)))
+    print("\n".join(trace(a.tables, a.base, a.run, a.metric, a.seed, a.dvc_lock, a.suite, a.split)))

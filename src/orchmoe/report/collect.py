@@ -1,8 +1,13 @@
-"""Find the workflow's result files: results/{eval,checkpoints}/<experiment>/<base>/<method>/seed<seed>/."""
+"""Find the workflow's result files and flatten them into one long table (one row per number reported).
+
+Layout (see workflow/rules/common.smk): results/eval/<exp>/<suite>/<base>/<run>/seed<seed>/<split>/metrics.json and
+results/checkpoints/<exp>/<suite>/<base>/<run>/seed<seed>/; run "base" is the frozen base model, no adapter.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from safetensors import safe_open
@@ -10,14 +15,16 @@ from safetensors import safe_open
 from orchmoe.errors import DataError
 from orchmoe.io import md5_file
 
-SCORES = ("exact_match", "rouge1", "rougeL", "rougeLsum")
+SCORES = ("exact_match", "rougeL", "rougeLsum")
 
 
 @dataclass
 class Run:
+    suite: str
     base: str
-    method: str
+    run: str
     seed: int
+    split: str
     eval_dir: Path
     checkpoint: Path | None
 
@@ -25,30 +32,61 @@ class Run:
     def metrics(self) -> dict:
         return json.loads((self.eval_dir / "metrics.json").read_text())
 
+    @property
+    def train_run(self) -> dict:
+        return json.loads((self.checkpoint / "run.json").read_text()) if self.checkpoint else {}
+
+    @property
+    def method(self) -> str:
+        return self.train_run["config"]["adapter"]["method"] if self.checkpoint else "base"
+
+    @property
+    def entry(self) -> str:
+        """The config's method entry (run name without sweep suffix and domain)."""
+        return self.run.split("@")[0].split("-")[0]
+
+    @property
+    def domain(self) -> str | None:
+        return self.run.split("@")[1] if "@" in self.run else None
+
     def trainable_params(self) -> int:
-        if self.checkpoint is None:
-            return 0
-        with safe_open(str(self.checkpoint / "adapter_model.safetensors"), "pt") as f:
-            return sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+        return _numel_file(self.checkpoint / "adapter_model.safetensors") if self.checkpoint else 0
+
+    def base_params(self) -> int | None:
+        eval_run = json.loads((self.eval_dir / "run.json").read_text())
+        return _base_params(eval_run["config"]["base"])
 
 
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
+def _numel_file(path: Path) -> int:
+    n = 0
+    with safe_open(str(path), "pt") as f:
+        for k in f.keys():
+            size = 1
+            for d in f.get_slice(k).get_shape():
+                size *= d
+            n += size
     return n
 
 
-def collect_runs(results: Path, experiment: str) -> list[Run]:
+@lru_cache(maxsize=None)
+def _base_params(base: str) -> int | None:
+    """Parameter count of a base model folder (its safetensors files); None when not a local folder."""
+    files = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
+    return sum(_numel_file(f) for f in files) if files else None
+
+
+def collect_runs(results, experiment: str) -> list[Run]:
     root = Path(results) / "eval" / experiment
     runs = []
-    for metrics in sorted(root.glob("*/*/seed*/metrics.json")):
+    for metrics in sorted(root.glob("*/*/*/seed*/*/metrics.json")):
         d = metrics.parent
-        base, method, seed = d.parent.parent.name, d.parent.name, int(d.name.removeprefix("seed"))
-        ckpt = Path(results) / "checkpoints" / experiment / base / method / d.name
-        runs.append(Run(base, method, seed, d, ckpt if method != "base" else None))
+        seed_dir = d.parent
+        run, base, suite = seed_dir.parent.name, seed_dir.parent.parent.name, seed_dir.parent.parent.parent.name
+        ckpt = Path(results) / "checkpoints" / experiment / suite / base / run / seed_dir.name
+        runs.append(Run(suite, base, run, int(seed_dir.name.removeprefix("seed")), d.name, d,
+                        ckpt if run != "base" else None))
     if not runs:
-        raise DataError(f"{root}: no evaluation results (metrics.json) found")
+        raise DataError(f"{root}: no evaluation results (*/*/*/seed*/*/metrics.json) found")
     return runs
 
 
@@ -57,10 +95,13 @@ def long_rows(runs: list[Run], experiment: str) -> list[dict]:
     for r in runs:
         m = r.metrics
         ckpt_md5 = md5_file(r.checkpoint / "adapter_model.safetensors") if r.checkpoint else ""
+        trainable, base_params = r.trainable_params(), r.base_params()
         for metric, value in m["mean"].items():
-            rows.append({"experiment": experiment, "base": r.base, "method": r.method, "seed": r.seed,
+            rows.append({"experiment": experiment, "suite": r.suite, "split": r.split, "base": r.base, "run": r.run,
+                         "method": r.method, "entry": r.entry, "domain": r.domain or "", "seed": r.seed,
                          "metric": metric, "value": value, "n_examples": m.get("n"),
-                         "trainable_params": r.trainable_params(),
+                         "trainable_params": trainable, "base_params": base_params,
+                         "adapter_to_base_pct": round(100 * trainable / base_params, 4) if base_params else None,
                          "metrics_file": str(r.eval_dir / "metrics.json"),
                          "metrics_md5": md5_file(r.eval_dir / "metrics.json"),
                          "checkpoint": str(r.checkpoint or ""), "checkpoint_md5": ckpt_md5})

@@ -1,6 +1,6 @@
-"""Figures: training curves, score vs trainable parameters (OrchMoE Figure 2), and task clustering from the
-learned task-skill allocation (OrchMoE Figure 3: dendrogram + heatmap), scored against the built-in suite's
-ground truth with the adjusted Rand index."""
+"""Figures (PNG + PDF): training curves; score vs trainable parameters (OrchMoE Figure 2); task clustering from
+the learned task-skill allocation (OrchMoE Figure 3: dendrogram + heatmap), scored on the built-in suite with the
+adjusted Rand index against its ground-truth task -> skills map; MoA router accuracy bars."""
 from __future__ import annotations
 
 import json
@@ -20,82 +20,120 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from orchmoe.io import atomic_path, read_jsonl, write_text  # noqa: E402
 
 from .collect import collect_runs  # noqa: E402
-from .tables import LABELS  # noqa: E402
+from .tables import _markdown, label  # noqa: E402
 
-ROUTED = ("orchmoe", "poly", "mhr")
+ROUTED = ("orchmoe", "poly", "mhr", "moe_lora", "moa")
 
 
 def _save(fig, out: Path, name: str) -> None:
     for ext in ("png", "pdf"):
         with atomic_path(out / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight")
+            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
+def _first_seed(runs):
+    seed = min(r.seed for r in runs)
+    return [r for r in runs if r.seed == seed and r.split == "eval"]
+
+
 def training_curves(runs, out: Path) -> None:
-    bases = sorted({r.base for r in runs})
-    fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 3.5), squeeze=False)
-    for ax, base in zip(axes[0], bases):
-        for r in runs:
-            if r.base == base and r.checkpoint is not None and r.seed == min(x.seed for x in runs):
+    trained = [r for r in _first_seed(runs) if r.checkpoint is not None and r.domain is None]
+    panels = sorted({(r.suite, r.base) for r in trained}) or [("", "")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (suite, base) in zip(axes[0], panels):
+        for r in trained:
+            if (r.suite, r.base) == (suite, base):
                 log = pd.read_csv(r.checkpoint / "train_log.csv")
-                ax.plot(log["step"], log["lm_loss"], label=LABELS.get(r.method, r.method))
-        ax.set(title=base, xlabel="step", ylabel="LM loss")
-        ax.legend(fontsize=7)
+                ax.plot(log["step"], log["lm_loss"], label=label(r.run, r.method))
+        ax.set(title=f"{suite} / {base}", xlabel="step", ylabel="LM loss")
+        ax.legend(fontsize=6)
     _save(fig, out, "training_curves")
 
 
-def score_vs_params(runs, out: Path) -> None:
-    rows = [{"base": r.base, "method": LABELS.get(r.method, r.method), "params": r.trainable_params(),
-             "rougeLsum": r.metrics["mean"]["rougeLsum"]} for r in runs if r.checkpoint is not None]
-    df = pd.DataFrame(rows).groupby(["base", "method"], as_index=False).mean()
-    g = sns.relplot(data=df, x="params", y="rougeLsum", hue="method", col="base", kind="scatter", s=80,
-                    height=3.5, facet_kws={"sharex": False})
-    g.set_axis_labels("trainable parameters", "RougeLsum")
-    _save(g.figure, out, "score_vs_params")
+def score_vs_params(runs, out: Path, metric: str = "rougeLsum") -> None:
+    rows = [{"base": r.base, "suite": r.suite, "method": label(r.run, r.method), "params": r.trainable_params(),
+             metric: r.metrics["mean"][metric]} for r in runs
+            if r.checkpoint is not None and r.split == "eval" and r.domain is None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if rows:
+        df = pd.DataFrame(rows).groupby(["base", "suite", "method"], as_index=False).mean(numeric_only=True)
+        sns.scatterplot(data=df, x="params", y=metric, hue="method", style="base", s=70, ax=ax)
+        ax.set_xscale("log")
+        ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
+    ax.set(xlabel="trainable parameters", ylabel="RougeLsum")
+    _save(fig, out, "score_vs_params")
 
 
-def task_vectors(run, manifest: dict) -> tuple[list[str], np.ndarray] | None:
-    """One row per real task: its skill weights in every layer (Figure 3's input)."""
-    if run.method == "orchmoe":  # average each task's per-example skill weights (no task ids needed)
-        by_task = defaultdict(list)
-        for row in read_jsonl(run.eval_dir / "predictions.jsonl"):
-            if "skill_weights" in row:
-                by_task[row["task"]].append(row["skill_weights"])
-        tasks = [t for t in manifest["tasks"] if t in by_task]
-        return tasks, np.array([np.mean(by_task[t], axis=0) for t in tasks])
-    if run.method in ("poly", "mhr"):  # the learned allocation rows are indexed by task id
-        alloc = json.loads((run.checkpoint / "routing.json").read_text())["allocation"]
-        mats = [np.asarray(alloc[k]).reshape(len(manifest["tasks"]), -1) for k in sorted(alloc)]
-        return manifest["tasks"], np.concatenate(mats, axis=1)
-    return None
+def task_vectors(run, tasks: list[str]) -> tuple[list[str], np.ndarray] | None:
+    """One row per task: its learned skill weights over all routers (Figure 3's input).
+
+    Per-example routing from predictions.jsonl ("skill_weights", averaged per task) covers every routed method
+    without task ids; Poly/MHR fall back to their task-indexed allocation rows in routing.json."""
+    by_task = defaultdict(list)
+    for row in read_jsonl(run.eval_dir / "predictions.jsonl"):
+        if row.get("skill_weights"):
+            by_task[row["task"]].append(np.ravel(row["skill_weights"]))
+    if by_task:
+        names = [t for t in tasks if t in by_task]
+        return names, np.array([np.mean(by_task[t], axis=0) for t in names])
+    routing = run.checkpoint / "routing.json"
+    alloc = json.loads(routing.read_text()).get("allocation", {}) if routing.is_file() else {}
+    mats = [np.asarray(alloc[k]) for k in sorted(alloc)]
+    mats = [m.reshape(len(tasks), -1) for m in mats if m.size and m.shape[0] == len(tasks)]
+    return (tasks, np.concatenate(mats, axis=1)) if mats else None
 
 
 def task_clustering(runs, manifest: dict, skills: dict | None, out: Path) -> pd.DataFrame:
-    routed = [r for r in runs if r.method in ROUTED and r.seed == min(x.seed for x in runs)]
-    fig, axes = plt.subplots(2, max(len(routed), 1), figsize=(4.5 * max(len(routed), 1), 9), squeeze=False)
-    rows = []
+    picked = []
+    for r in _first_seed(runs):
+        if r.method in ROUTED and r.domain is None:
+            tv = task_vectors(r, manifest["tasks"])
+            if tv is not None and len(tv[0]) > 2:
+                picked.append((r, *tv))
+    ncol = max(len(picked), 1)
+    fig, axes = plt.subplots(2, ncol, figsize=(4.5 * ncol, 9), squeeze=False)
     truth = skills.get("domains") if skills else None
-    for col, r in enumerate(routed):
-        tasks, vectors = task_vectors(r, manifest)
+    rows = []
+    for col, (r, tasks, vectors) in enumerate(picked):
         Z = linkage(vectors, method="average", metric="euclidean")
         short = [t.split("_", 1)[1] if "_" in t else t for t in tasks]
         dendrogram(Z, labels=short, orientation="right", ax=axes[0, col], leaf_font_size=6)
-        axes[0, col].set_title(f"{r.base} / {LABELS[r.method]}")
+        axes[0, col].set_title(f"{r.base} / {label(r.run, r.method)}", fontsize=8)
         sns.heatmap(vectors, ax=axes[1, col], cmap="viridis", yticklabels=short, cbar=False)
         axes[1, col].tick_params(labelsize=5)
-        axes[1, col].set_xlabel("layer x skill")
-        row = {"base": r.base, "method": r.method, "n_tasks": len(tasks)}
+        axes[1, col].set_xlabel("router x skill")
+        row = {"suite": r.suite, "base": r.base, "run": r.run, "method": r.method, "n_tasks": len(tasks)}
         if truth:
             labels = [truth[t] for t in tasks]
             k = len(set(labels))
             row["adjusted_rand_index"] = round(float(adjusted_rand_score(labels, fcluster(Z, k, "maxclust"))), 4)
-            row["ground_truth"] = "first skill applied (built-in suite domains)"
+            row["n_clusters"] = k
+            row["ground_truth"] = "first skill of each task (skills.json domains)"
         rows.append(row)
+    if not picked:
+        axes[0, 0].text(0.5, 0.5, "no routed method with task-level routing", ha="center")
     _save(fig, out, "task_clustering")
     df = pd.DataFrame(rows)
     write_text(out / "task_clustering.csv", df.to_csv(index=False))
+    write_text(out / "task_clustering.md", "Task clustering from learned task-skill allocations vs ground truth "
+               "(adjusted Rand index; 0 = chance, 1 = perfect). Generated by `orchmoe figures`.\n\n"
+               + (_markdown(df) if len(df) else "(no routed runs)") + "\n")
     return df
+
+
+def router_accuracy(runs, out: Path) -> None:
+    rows = [{"base": r.base, "method": label(r.run, r.method), "suite": r.suite,
+             "router_accuracy": r.metrics["mean"]["router_accuracy"]}
+            for r in runs if r.split == "eval" and "router_accuracy" in r.metrics["mean"]]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if rows:
+        sns.barplot(data=pd.DataFrame(rows), x="method", y="router_accuracy", hue="base", ax=ax, errorbar="sd")
+        ax.set_ylim(0, 100 if max(r["router_accuracy"] for r in rows) > 1 else 1)
+    else:
+        ax.text(0.5, 0.5, "no run reports router accuracy", ha="center", transform=ax.transAxes)
+    ax.set(title="MoA router accuracy (domain prediction)", xlabel="")
+    _save(fig, out, "router_accuracy")
 
 
 def build_figures(results, experiment: str, suite_dir, out_dir, skills_file=None) -> None:
@@ -105,4 +143,5 @@ def build_figures(results, experiment: str, suite_dir, out_dir, skills_file=None
     skills = json.loads(Path(skills_file).read_text()) if skills_file else None
     training_curves(runs, out)
     score_vs_params(runs, out)
-    task_clustering(runs, manifest, skills, out)
+    task_clustering([r for r in runs if r.suite == Path(suite_dir).name], manifest, skills, out)
+    router_accuracy(runs, out)

@@ -1,17 +1,98 @@
-"""Result tables in the papers' layout: one row per method (plus the no-adapter floor), mean +- sd over seeds."""
+"""Result tables (CSV + Markdown + LaTeX), built from the long table; never typed by hand.
+
+main:   the papers' main-results layout (OrchMoE Tables 1-3, MoA Tables 2-3): one block per suite x split, one row
+        per run (the "Base model (no adapter)" floor first), per base model EM / RougeL / RougeLsum as mean ± sd over
+        seeds, with the number of seeds.
+params: OrchMoE Table 4 / MoA Table 4 layout: trainable parameters and the adapter-to-base ratio per run.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from orchmoe.io import write_text
+from orchmoe.io import write_json, write_text
 
 from .collect import SCORES, collect_runs, long_rows
 
 LABELS = {"base": "Base model (no adapter)", "lora": "LoRA", "moe_lora": "MoE-LoRA", "poly": "Poly", "mhr": "MHR",
           "orchmoe": "OrchMoE", "moa": "MoA"}
-METRIC_LABELS = {"exact_match": "EM", "rouge1": "Rouge1", "rougeL": "RougeL", "rougeLsum": "RougeLsum"}
+METRIC_LABELS = {"exact_match": "EM", "rougeL": "RougeL", "rougeLsum": "RougeLsum"}
+
+
+def label(run: str, method: str) -> str:
+    """Display name: the method's paper name, plus the run's sweep point / domain when it has one."""
+    name = LABELS.get(method, method)
+    rest = run.split("-", 1)[1] if "-" in run.split("@")[0] else ""
+    domain = run.split("@")[1] if "@" in run else ""
+    entry = run.split("@")[0].split("-")[0]
+    extra = [] if entry == method else [entry]
+    extra += [rest] if rest else []
+    extra += [f"domain {domain}"] if domain else []
+    return name + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _latex(df: pd.DataFrame, caption: str) -> str:
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
+    rows = [" & ".join(esc(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
+    return "\n".join([f"% {caption}", r"\begin{tabular}{l" + "r" * (len(df.columns) - 1) + "}", r"\toprule",
+                      " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule", *rows, r"\bottomrule",
+                      r"\end{tabular}"]) + "\n"
+
+
+def _write(out: Path, name: str, df: pd.DataFrame, wide: pd.DataFrame, caption: str) -> None:
+    write_text(out / f"{name}.csv", df.to_csv(index=False, float_format="%.4f"))
+    write_text(out / f"{name}.md", caption + "\n\n" + _markdown(wide) + "\n")
+    write_text(out / f"{name}.tex", _latex(wide, caption))
+
+
+def aggregate(long: pd.DataFrame) -> pd.DataFrame:
+    scores = long[long.metric.isin(SCORES + ("router_accuracy",))]
+    agg = (scores.groupby(["suite", "split", "base", "run", "method", "metric"], sort=False)
+           .agg(mean=("value", "mean"), sd=("value", "std"), n_seeds=("seed", "nunique"),
+                trainable_params=("trainable_params", "first"), base_params=("base_params", "first"),
+                adapter_to_base_pct=("adapter_to_base_pct", "first")).reset_index())
+    agg["sd"] = agg["sd"].fillna(0.0)
+    return agg
+
+
+def _order(runs) -> list[str]:
+    return ["base"] + [r for r in dict.fromkeys(runs) if r != "base"]
+
+
+def main_table(agg: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (suite, split), block in agg.groupby(["suite", "split"], sort=True):
+        for run in _order(block.run):
+            sel = block[block.run == run]
+            if sel.empty:
+                continue
+            row = {"Suite": suite, "Split": split, "Method": label(run, sel.method.iloc[0])}
+            for base in sorted(block.base.unique()):
+                for metric in SCORES:
+                    cell = sel[(sel.base == base) & (sel.metric == metric)]
+                    row[f"{base} {METRIC_LABELS[metric]}"] = (
+                        f"{cell['mean'].iloc[0]:.2f} ± {cell['sd'].iloc[0]:.2f}" if len(cell) else "–")
+            row["Seeds"] = int(sel.n_seeds.max())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def params_table(agg: pd.DataFrame) -> pd.DataFrame:
+    first = agg.drop_duplicates(["base", "run"])
+    first = first[first.run != "base"]
+    return pd.DataFrame({"Base": first.base, "Method": [label(r, m) for r, m in zip(first.run, first.method)],
+                         "Trainable params": first.trainable_params.map("{:,}".format),
+                         "Base params": first.base_params.map(lambda v: f"{int(v):,}" if pd.notna(v) else "–"),
+                         "Adapter / base (%)": first.adapter_to_base_pct.map(
+                             lambda v: f"{v:.3f}" if pd.notna(v) else "–")})
 
 
 def build_tables(results, experiment: str, out_dir) -> pd.DataFrame:
@@ -19,34 +100,32 @@ def build_tables(results, experiment: str, out_dir) -> pd.DataFrame:
     long = pd.DataFrame(long_rows(runs, experiment))
     out = Path(out_dir)
     write_text(out / "metrics_long.csv", long.to_csv(index=False))
-    scores = long[long.metric.isin(SCORES)]
-    agg = (scores.groupby(["base", "method", "metric"])
-           .agg(mean=("value", "mean"), sd=("value", "std"), n_seeds=("seed", "nunique"),
-                trainable_params=("trainable_params", "first")).reset_index())
-    agg["sd"] = agg["sd"].fillna(0.0)
-    method_order = ["base"] + [m for m in dict.fromkeys(long.method) if m != "base"]
-    agg["order"] = agg.method.map({m: i for i, m in enumerate(method_order)})
-    agg = agg.sort_values(["base", "order", "metric"]).drop(columns="order")
-    write_text(out / "main.csv", agg.to_csv(index=False, float_format="%.4f"))
-
-    cell = agg.assign(cell=agg["mean"].map("{:.2f}".format) + " ± " + agg["sd"].map("{:.2f}".format))
-    wide = cell.pivot_table(index="method", columns=["base", "metric"], values="cell", aggfunc="first")
-    wide = wide.reindex([m for m in method_order if m in wide.index])
-    params = cell.pivot_table(index="method", columns="base", values="trainable_params", aggfunc="first")
-    n_seeds = int(agg["n_seeds"].max())
-    header = ["Method"] + [f"{b} {METRIC_LABELS[m]}" for b, m in wide.columns] + [f"{b} params" for b in params.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    tex_rows = []
-    for method in wide.index:
-        values = [wide.loc[method, c] for c in wide.columns] + [f"{int(params.loc[method, b]):,}" for b in params.columns]
-        lines.append("| " + " | ".join([LABELS.get(method, method)] + list(values)) + " |")
-        tex_rows.append(" & ".join([LABELS.get(method, method)] + [v.replace("±", r"$\pm$") for v in values]) + r" \\")
-    caption = (f"Experiment `{experiment}`: mean ± sd over {n_seeds} seed(s) on the evaluation split "
-               f"(Super-NI metrics x100). Generated by `orchmoe tables` from {Path(results) / 'eval' / experiment}.")
-    write_text(out / "main.md", caption + "\n\n" + "\n".join(lines) + "\n")
-    cols = "l" + "r" * (len(header) - 1)
-    tex = [r"\begin{tabular}{" + cols + "}", r"\toprule",
-           " & ".join(h.replace("_", r"\_") for h in header) + r" \\", r"\midrule", *[t.replace("_", r"\_") for t in tex_rows],
-           r"\bottomrule", r"\end{tabular}"]
-    write_text(out / "main.tex", "% " + caption + "\n" + "\n".join(tex) + "\n")
+    agg = aggregate(long)
+    n_seeds = int(agg.n_seeds.max())
+    src = Path(results) / "eval" / experiment
+    cap = (f"Experiment {experiment}: mean ± sd over {n_seeds} seed(s); Super-NI EM / ROUGE-L x100 on each split. "
+           f"Generated by `orchmoe tables` from {src}.")
+    _write(out, "main", agg, main_table(agg), cap)
+    cap = f"Experiment {experiment}: trainable parameters and adapter-to-base ratio. Generated by `orchmoe tables`."
+    _write(out, "params", agg.drop_duplicates(["base", "run"]).drop(columns=["metric", "mean", "sd"]),
+           params_table(agg), cap)
+    # dvc metrics: one number per suite/split/base/run/metric (mean over seeds)
+    summary: dict = {}
+    for r in agg.itertuples():
+        summary.setdefault(f"{r.suite}/{r.split}", {}).setdefault(r.base, {}).setdefault(r.run, {})[r.metric] = round(
+            float(r.mean), 4)
+    write_json(out / "summary.json", summary)
     return agg
+
+
+def floor_gaps(agg: pd.DataFrame, metric: str = "rougeLsum") -> dict:
+    """run -> score minus the no-adapter floor, per suite/split/base (the demo's 'every method learns' check)."""
+    gaps = {}
+    sel = agg[agg.metric == metric]
+    for (suite, split, base), block in sel.groupby(["suite", "split", "base"]):
+        floor = block[block.run == "base"]["mean"]
+        if floor.empty:
+            continue
+        for r in block[block.run != "base"].itertuples():
+            gaps[f"{suite}/{split}/{base}/{r.run}"] = round(float(r.mean - floor.iloc[0]), 2)
+    return gaps

@@ -26,8 +26,10 @@ class MoARouter(Router):
         self.train_routing = cfg.moa_train_routing
         self.inference = cfg.moa_inference
 
-    def route_hidden(self, hidden, mask):
-        pooled = mean_pool(masked_rms_norm(hidden.to(self.router.weight.dtype)), mask)
+    def features(self, hidden, mask):
+        return mean_pool(masked_rms_norm(hidden.to(self.router.weight.dtype)), mask)
+
+    def route_features(self, pooled):
         logits = self.router(pooled)
         probs = torch.softmax(logits.float(), dim=-1)
         domains = self.ctx.domain_ids

@@ -7,9 +7,8 @@ Skill router, eq. 6 (= PEFT's PolyRouter): logits W_skill (T x S), U(-1e-3, 1e-3
 Combination, eq. 3: alpha = w(X)^T W_hat (one weight per skill and example); delta_h = sum_s alpha_s B_s A_s x.
 One task router per block, shared by the block's q, k and v (the reading that reproduces Table 4's ratios).
 """
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..routing import Router, masked_rms_norm, mean_pool
@@ -27,15 +26,20 @@ class OrchMoERouter(Router):
         self.task_router = nn.Linear(d_model, cfg.n_abstract_tasks)  # W_task (d_k x T) + bias
         self.skill_logits = nn.Parameter(torch.empty(cfg.n_abstract_tasks, cfg.n_skills).uniform_(-1e-3, 1e-3))
 
-    def task_weights(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 and the pooling, parameter-free: mean over prompt tokens of softmax(X X^T / sqrt(d)) X + X."""
         x = masked_rms_norm(hidden.to(self.task_router.weight.dtype))
-        scores = x @ x.transpose(1, 2) / math.sqrt(x.shape[-1])
-        scores = scores.masked_fill(~mask.bool()[:, None, :], torch.finfo(scores.dtype).min)
-        x_hat = torch.softmax(scores, dim=-1) @ x + x
-        return torch.softmax(self.task_router(mean_pool(x_hat, mask)), dim=-1)  # (B, T)
+        keys = mask.bool()
+        keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
+        # SDPA scales by 1/sqrt(d) as eq. 5 does; padding keys are masked, padding queries are dropped by the pool.
+        x_hat = F.scaled_dot_product_attention(x, x, x, attn_mask=keys[:, None, :]) + x
+        return mean_pool(x_hat, mask)
 
-    def route_hidden(self, hidden, mask):
-        w = self.task_weights(hidden, mask)
+    def task_weights(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.task_router(self.features(hidden, mask)), dim=-1)  # (B, T)
+
+    def route_features(self, features):
+        w = torch.softmax(self.task_router(features), dim=-1)  # eq. 4 + softmax over the T abstract tasks
         alloc = gumbel_sigmoid_weights(self.skill_logits, self.training)  # (T, S), rows sum to 1
         self.ctx.readout[self.name] = {"task_weights": w.detach()}
         return w @ alloc  # (B, S)

