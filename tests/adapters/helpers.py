@@ -31,6 +31,8 @@ def randomise_B(model, std: float = 0.3, seed: int = 1) -> None:
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
+            elif n.endswith("_logits"):  # allocation logits start at +-1e-3 (uniform skills): make routing matter
+                p.copy_(torch.randn(p.shape, generator=g) * 2.0)
 
 
 def inputs(arch: str, batch: int = 2, length: int = 7, seed: int = 0, pad_first: int = 2) -> dict:

@@ -101,3 +101,22 @@ def test_paper_scale_counts_on_meta_device():
     assert lora["trainable"] == 216 * 32 * (4096 + 4096)  # 72 attention modules x q, k, v
     orch = count_parameters(t5, {"method": "orchmoe", "rank": 4, "n_tasks": 100, "target_modules": ["q", "k", "v"]})
     assert orch["trainable"] == 216 * 4 * 4 * 8192 + 48 * (4096 * 100 + 100 + 100 * 4)
+
+
+def test_params_cli_prints_the_counts(capsys, tmp_path):
+    import json
+
+    from orchmoe.cli import main
+
+    tiny_config("llama").save_pretrained(tmp_path / "tiny")
+    method = {"method": "orchmoe", "rank": 4, "n_tasks": 3}
+    assert main(["params", "--model-config", str(tmp_path / "tiny"), "--method", "lora",
+                 "--method", json.dumps(method)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    lora = count_parameters(tiny_config("llama"), {"method": "lora", "rank": 32,
+                                                   "target_modules": ["q_proj", "k_proj", "v_proj"]})
+    orch = count_parameters(tiny_config("llama"), {**method, "target_modules": ["q_proj", "k_proj", "v_proj"]})
+    assert rows["lora"][1] == f"{lora['trainable']:,}" == f"{6 * 32 * 128:,}"
+    assert rows["orchmoe"][1] == f"{orch['trainable']:,}"
+    assert main(["params", "--preset", "no-such-model", "--method", "lora"]) == 2
+    assert "no-such-model" in capsys.readouterr().err

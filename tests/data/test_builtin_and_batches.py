@@ -85,3 +85,27 @@ def test_truncation_is_counted_never_silent():
     collate = make_collator(byte_tokenizer(), False, 12, 3, "train")
     collate(RECORDS)
     assert collate.truncated == {"prompts": 2, "targets": 2}
+
+
+def test_suite_fits_tiny_models_and_cli_writes_ground_truth(tmp_path):
+    from orchmoe.cli import main
+    from orchmoe.data.prompts import build_prompt
+
+    assert main(["builtin-suite", "--out", str(tmp_path), "--n-instances", "40", "--n-primitive-instances", "10",
+                 "--seed", "2"]) == 0
+    meta = json.loads((tmp_path / "skills.json").read_text())
+    names = sorted(p.stem for p in (tmp_path / "tasks").glob("*.json"))
+    assert names == sorted(meta["skills"]) and len(names) >= 15
+    assert sorted(p.stem.split("_", 1)[1] for p in (tmp_path / "primitives" / "tasks").glob("*.json")) == sorted(
+        PRIMITIVES)
+    definitions = set()
+    for name in names:
+        task = read_task(tmp_path / "tasks" / f"{name}.json")
+        definitions.add(task.definition)
+        assert len({i["input"] for i in task.instances}) == len(task.instances)  # distinct inputs
+        for inst in task.instances:
+            assert len(build_prompt(task.definition, inst["input"]).encode()) <= 96
+            assert len(inst["output"][0].encode()) <= 20
+    assert len(definitions) == len(names)  # the definition alone identifies the task
+    assert main(["builtin-suite", "--out", str(tmp_path / "x"), "--n-instances", "0"]) == 2
+    assert not (tmp_path / "x" / "skills.json").exists()

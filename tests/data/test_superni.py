@@ -80,3 +80,33 @@ def test_empty_and_missing_folders_and_bad_sizes(tmp_path, superni_sample_dir):
         sample_superni(superni_sample_dir, tmp_path / "o", n_tasks=99)
     with pytest.raises(DataError, match="manifest.json missing"):
         read_suite(tmp_path / "o")
+
+
+def test_manifest_ids_positive_examples_and_cli(superni_sample_dir, tmp_path):
+    from orchmoe.cli import main
+
+    assert main(["superni-sample", "--tasks-dir", str(superni_sample_dir), "--out", str(tmp_path / "s"),
+                 "--n-tasks", "3", "--n-train", "20", "--n-eval", "5", "--n-unseen", "2", "--n-unseen-eval", "7",
+                 "--num-pos-examples", "1", "--seed", "9"]) == 0
+    m = read_suite(tmp_path / "s")
+    for split in ("train", "eval", "unseen"):
+        rows = read_jsonl(tmp_path / "s" / f"{split}.jsonl")
+        assert sum(len(v) for v in m["instance_ids"][split].values()) == len(rows) == m["counts"][split]
+        assert [r["id"] for r in rows] == [i for t in m["instance_ids"][split].values() for i in t]
+    row = read_jsonl(tmp_path / "s" / "train.jsonl")[0]
+    task = read_task(superni_sample_dir / f"{row['task']}.json")
+    assert row["prompt"].startswith(f"Definition: {task.definition.strip()}")
+    assert "Positive Example 1 -\nInput: " + task.positive_examples[0]["input"].strip() in row["prompt"]
+    # unseen tasks: first n instances in file order, the same for every seed (mttl)
+    for name, ids in m["instance_ids"]["unseen"].items():
+        assert ids == [i["id"] for i in read_task(superni_sample_dir / f"{name}.json").instances[:7]]
+    assert main(["superni-sample", "--tasks-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"),
+                 "--n-tasks", "1"]) == 2
+
+
+def test_instance_without_string_input_is_named(tmp_path):
+    bad = tmp_path / "tasks" / "task002_noinput.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"Definition": ["d"], "Instances": [{"id": "a-1", "output": ["y"]}]}))
+    with pytest.raises(DataError, match=r"task002_noinput.json: Instances\[0\] \(id 'a-1'\) has no string 'input'"):
+        read_task(bad)

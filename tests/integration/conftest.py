@@ -81,3 +81,37 @@ def pytest_terminal_summary(terminalreporter):
     for stage, seconds in TIMINGS:
         terminalreporter.write_line(f"{seconds:8.1f}  {stage}")
     terminalreporter.write_line(f"{sum(s for _, s in TIMINGS):8.1f}  total of the stages above")
+
+
+# ---------------------------------------------------------------- the CI-size workflow, run once locally as reference
+CI_CONFIG = "config/ci.yaml"
+VOLATILE = {"run.json"}  # provenance: wall times, host, SLURM job id
+
+
+def artifact_digests(root: Path, parts=("data/processed", "models", "results")) -> dict[str, str]:
+    """md5 of every artifact under `parts`, except what legitimately differs between two identical runs: run.json
+    (times, host, job id), PDF/HTML (creation dates), the wall-clock column of training logs."""
+    import csv
+    import hashlib
+    import io
+
+    out = {}
+    for part in parts:
+        for p in sorted((root / part).rglob("*")):
+            if not p.is_file() or p.name in VOLATILE or p.suffix in (".pdf", ".html") or "/." in str(p):
+                continue
+            data = p.read_bytes()
+            if p.name == "train_log.csv":
+                rows = list(csv.DictReader(io.StringIO(data.decode())))
+                data = repr([{k: v for k, v in r.items() if k != "seconds"} for r in rows]).encode()
+            out[str(p.relative_to(root))] = hashlib.md5(data).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="session")
+def ci_local(tmp_path_factory) -> Path:
+    """A fresh checkout with the CI-size config run to the end by plain `snakemake --cores 2` (the reference)."""
+    repo = copy_checkout(tmp_path_factory.mktemp("ci-local"))
+    run(["snakemake", "--cores", "2", "--configfile", CI_CONFIG], repo, "local: CI config, snakemake --cores 2",
+        timeout=1800)
+    return repo

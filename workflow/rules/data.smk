@@ -9,6 +9,7 @@ rule builtin_suite:
         primitives=directory(f"{raw_builtin()}/primitives"),
     params:
         b=config["builtin"],
+        out=raw_builtin(),
     threads: 1
     resources:
         mem_mb=1000,
@@ -16,12 +17,14 @@ rule builtin_suite:
     log:
         f"logs/{EXP}/data/builtin_suite.log",
     shell:
-        "orchmoe builtin-suite --out {raw_builtin} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
+        "orchmoe builtin-suite --out {params.out} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
         " --n-primitive-instances {params.b[n_primitive_instances]} --max-tasks {params.b[max_tasks]} > {log} 2>&1"
 
 
 def sample_inputs(wildcards):
     s = SUITES[wildcards.suite]
+    if s["source"] == "domains":
+        return {"table": s.get("domains_config", "config/domains.yaml")}
     if s["source"] == "builtin":
         return {"tasks": f"{raw_builtin()}/tasks", "skills": f"{raw_builtin()}/skills.json"}
     return {"tasks": s["tasks_dir"]}
@@ -29,6 +32,10 @@ def sample_inputs(wildcards):
 
 def sample_flags(wildcards, input):
     s = SUITES[wildcards.suite]
+    if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
+        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
+                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
+        return " ".join(flags + (["--strict"] if s.get("strict") else []))
     flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
              f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
              f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
@@ -51,6 +58,8 @@ rule sample_suite:
     params:
         flags=sample_flags,
         out=lambda w: suite_dir(w.suite),
+        command=lambda w, input: "domains-sample" if SUITES[w.suite]["source"] == "domains"
+        else f"superni-sample --tasks-dir {input.tasks}",
     threads: 1
     resources:
         mem_mb=2000,
@@ -58,7 +67,7 @@ rule sample_suite:
     log:
         f"logs/{EXP}/data/sample_{{suite}}.log",
     shell:
-        "orchmoe superni-sample --tasks-dir {input.tasks} --out {params.out} {params.flags} > {log} 2>&1"
+        "orchmoe {params.command} --out {params.out} {params.flags} > {log} 2>&1"
 
 
 rule sample_primitives:
@@ -101,3 +110,17 @@ rule domain_suite:
     shell:
         "python workflow/scripts/domain_subset.py --suite {params.suite} --domain {wildcards.domain}"
         " --expect-domains {params.domains} --out {params.out} > {log} 2>&1"
+
+
+rule superni_download:
+    """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks)."""
+    output:
+        directory("data/raw/superni/tasks"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        "logs/data/superni_download.log",
+    shell:
+        "orchmoe superni-download --out data/raw/superni > {log} 2>&1"

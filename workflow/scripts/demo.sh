@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The CPU demo: the whole DAG of config/demo.yaml through Snakemake, then the HTML report; prints the wall time.
+# The CPU demo: the whole DAG of a config (default config/demo.yaml) through Snakemake with the local profile, then
+# the self-contained HTML report; prints the total wall time and where the tables, figures and report are.
+# Usage: workflow/scripts/demo.sh [config/<name>.yaml] [extra snakemake args...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+CONFIG=${1:-config/demo.yaml}
+shift || true
+EXP=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['experiment'])" "$CONFIG")
 start=$(date +%s)
-snakemake --cores "${CORES:-2}" --configfile config/demo.yaml "$@"
-snakemake --cores 1 --configfile config/demo.yaml --report results/report-demo.html
+snakemake --profile workflow/profiles/local --configfile "$CONFIG" "$@"
+snakemake --profile workflow/profiles/local --configfile "$CONFIG" --report "results/report/$EXP.html"
 end=$(date +%s)
 echo
-cat results/tables/demo/main.md
+cat "results/tables/$EXP/main.md"
 echo
-echo "task clustering vs ground truth (adjusted Rand index):"
-cat results/figures/demo/task_clustering.csv
+cat "results/figures/$EXP/task_clustering.md"
 echo
-echo "demo finished in $((end - start)) s"
-echo "tables:  results/tables/demo/   (main.csv, main.md, main.tex, metrics_long.csv)"
-echo "figures: results/figures/demo/  (training_curves, score_vs_params, task_clustering: .png + .pdf)"
-echo "report:  results/report-demo.html"
-echo "trace a number: orchmoe trace --tables results/tables/demo --base tiny-t5 --method orchmoe --metric rougeLsum"
+echo "workflow finished in $((end - start)) s wall time (config $CONFIG)"
+echo "tables:  results/tables/$EXP/   (main, params: .csv .md .tex; metrics_long.csv; summary.json)"
+echo "figures: results/figures/$EXP/  (training_curves, score_vs_params, task_clustering, router_accuracy: .png .pdf)"
+echo "report:  results/report/$EXP.html"
+echo "trace a number: orchmoe trace --tables results/tables/$EXP --base <base> --run orchmoe --metric rougeLsum"

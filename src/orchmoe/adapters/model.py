@@ -69,15 +69,17 @@ class MultiAdapterModel(nn.Module):
                 block = block_of(base_model, name)
                 key = block.replace(".", "__")
                 if key not in self.block_routers:
-                    self.block_routers[key] = router_cls(cfg, d_model)
+                    with torch.device(module.weight.device):  # meta device: count without allocating
+                        self.block_routers[key] = router_cls(cfg, d_model)
                     self._attach_block_hook(block, self.block_routers[key], key)
                 router = self.block_routers[key]
             else:
-                router = router_cls(cfg, d_in)
+                with torch.device(module.weight.device):
+                    router = router_cls(cfg, d_in)
                 router.name = name
             router.ctx = self.ctx
-            bank = LoRABank(d_in, d_out, cfg.n_skills, cfg.rank, cfg.scaling, cfg.dropout, cfg.n_splits)
-            bank.to(device=module.weight.device)
+            with torch.device(module.weight.device):
+                bank = LoRABank(d_in, d_out, cfg.n_skills, cfg.rank, cfg.scaling, cfg.dropout, cfg.n_splits)
             adapted = AdaptedLinear(module, bank, router, router_cls.mix)
             parent, _, child = name.rpartition(".")
             setattr(base_model.get_submodule(parent) if parent else base_model, child, adapted)

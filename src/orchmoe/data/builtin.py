@@ -11,10 +11,13 @@ import itertools
 import random
 from pathlib import Path
 
-from orchmoe.io import write_json
+from orchmoe.errors import DataError
+from orchmoe.io import atomic_path, write_json
 
 VOWELS = set("aeiou")
-ALPHABET = "abcdefghijklmnop"
+ALPHABET = "abcdefgh"  # two vowels; few symbols and short words keep the tasks learnable by tiny byte models
+WORD_LENGTH = (3, 5)
+N_WORDS = sum(len(ALPHABET) ** k for k in range(WORD_LENGTH[0], WORD_LENGTH[1] + 1))
 
 
 def _dedupe(s: str) -> str:
@@ -26,7 +29,7 @@ PRIMITIVES = {  # name: (function, phrase used in definitions)
     "sort": (lambda s: "".join(sorted(s)), "sort its letters"),
     "upper": (lambda s: s.upper(), "uppercase it"),
     "dedupe": (_dedupe, "drop repeated letters"),
-    "rotate": (lambda s: s[1:] + s[:1], "move the first letter to the end"),
+    "rotate": (lambda s: s[1:] + s[:1], "rotate it left by one"),
     "drop_vowels": (lambda s: "".join(c for c in s if c.lower() not in VOWELS), "delete the vowels"),
 }
 
@@ -38,7 +41,7 @@ def apply(skills: list[str], word: str) -> str:
 
 
 def random_word(rng: random.Random) -> str:
-    return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(4, 7)))
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(*WORD_LENGTH)))
 
 
 def composition_tasks(max_tasks: int = 20) -> list[tuple[str, ...]]:
@@ -57,9 +60,10 @@ def composition_tasks(max_tasks: int = 20) -> list[tuple[str, ...]]:
 
 def definition(skills) -> str:
     steps = [PRIMITIVES[s][1] for s in skills]
+    # Short on purpose: the tiny demo models read bytes, and the definition is their only task signal.
     if len(steps) == 1:
-        return f"Given a word, {steps[0]}."
-    return f"Given a word, first {steps[0]}, then {', then '.join(steps[1:])}."
+        return f"{steps[0][0].upper()}{steps[0][1:]}."
+    return f"First {steps[0]}, then {', then '.join(steps[1:])}."
 
 
 def task_file(name: str, skills, n_instances: int, seed: int) -> dict:
@@ -67,7 +71,7 @@ def task_file(name: str, skills, n_instances: int, seed: int) -> dict:
     words, instances = set(), []
     while len(instances) < n_instances:
         w = random_word(rng)
-        if w in words and len(words) < len(ALPHABET) ** 4:
+        if w in words and len(words) < N_WORDS:  # distinct inputs while any are left
             continue
         words.add(w)
         instances.append({"id": f"{name.split('_')[0]}-{len(instances):05d}", "input": w, "output": [apply(skills, w)]})
@@ -83,18 +87,39 @@ def task_file(name: str, skills, n_instances: int, seed: int) -> dict:
 
 def write_builtin_suite(out_dir, n_instances: int = 200, n_primitive_instances: int = 400, max_tasks: int = 20,
                         seed: int = 0) -> dict:
-    """Write tasks/ (compositions), primitives/tasks/ (single skills) and skills.json under out_dir."""
+    """Write tasks/ (compositions), primitives/tasks/ (single skills) and skills.json (written last) under out_dir."""
     out_dir = Path(out_dir)
+    for name, value in (("n_instances", n_instances), ("n_primitive_instances", n_primitive_instances),
+                        ("max_tasks", max_tasks)):
+        if value < 1:
+            raise DataError(f"builtin suite: {name}={value} must be at least 1")
+    (out_dir / "skills.json").unlink(missing_ok=True)
     skills_map, domains = {}, {}
-    for i, skills in enumerate(composition_tasks(max_tasks)):
-        name = f"task{9000 + i}_{'_then_'.join(skills)}"
-        write_json(out_dir / "tasks" / f"{name}.json", task_file(name, skills, n_instances, seed))
-        skills_map[name] = list(skills)
-        domains[name] = skills[0]  # MoA on the built-in suite: the domain is the first skill applied
-    for i, skill in enumerate(PRIMITIVES):
-        name = f"task{9900 + i}_{skill}"
-        write_json(out_dir / "primitives" / "tasks" / f"{name}.json", task_file(name, [skill], n_primitive_instances, seed))
+    with atomic_path(out_dir / "tasks") as tmp:
+        for i, skills in enumerate(composition_tasks(max_tasks)):
+            name = f"task{9000 + i}_{'_then_'.join(skills)}"
+            write_json(tmp / f"{name}.json", task_file(name, skills, n_instances, seed))
+            skills_map[name] = list(skills)
+            domains[name] = skills[0]  # MoA on the built-in suite: the domain is the first skill applied
+    with atomic_path(out_dir / "primitives") as tmp:
+        for i, skill in enumerate(PRIMITIVES):
+            name = f"task{9900 + i}_{skill}"
+            write_json(tmp / "tasks" / f"{name}.json", task_file(name, [skill], n_primitive_instances, seed))
     meta = {"skills": skills_map, "domains": domains, "primitives": list(PRIMITIVES), "seed": seed,
             "n_instances": n_instances, "n_primitive_instances": n_primitive_instances}
     write_json(out_dir / "skills.json", meta)
     return meta
+
+
+def markdown_table(max_tasks: int = 20) -> str:
+    """The suite's tasks, skills and definitions as a markdown table (docs/data.md quotes it)."""
+    lines = ["| task | skills | Definition |", "|---|---|---|"]
+    for i, skills in enumerate(composition_tasks(max_tasks)):
+        lines.append(f"| task{9000 + i}_{'_then_'.join(skills)} | {', '.join(skills)} | {definition(skills)} |")
+    for i, skill in enumerate(PRIMITIVES):
+        lines.append(f"| task{9900 + i}_{skill} (primitive split) | {skill} | {definition([skill])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

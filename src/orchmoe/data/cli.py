@@ -36,6 +36,7 @@ def register(sub) -> None:
     p = sub.add_parser("superni-download", help="clone allenai/natural-instructions (tasks/ and splits/); needs internet")
     p.add_argument("--out", required=True)
     p.add_argument("--revision", default="master")
+    p.add_argument("--print-only", action="store_true", help="print the commands (for a machine with internet)")
     p.set_defaults(func=_download)
 
     p = sub.add_parser("domains-sample", help="sample MoA's domain datasets (config/domains.yaml) into a suite")
@@ -85,17 +86,20 @@ def _download(args) -> None:
     from pathlib import Path
 
     from orchmoe.errors import DataError
+    from orchmoe.io import atomic_path
 
     url = "https://github.com/allenai/natural-instructions"
+    if args.print_only:
+        print(f"git clone --depth 1 --branch {args.revision} {url} ni && mkdir -p {args.out} && "
+              f"cp -r ni/tasks ni/splits {args.out}/")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["git", "clone", "--depth", "1", "--branch", args.revision, url, tmp + "/ni"]
         if subprocess.run(cmd).returncode != 0:
             raise DataError(f"could not clone {url} (offline?); put its tasks/ and splits/ folders under {args.out}")
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         for part in ("tasks", "splits"):
-            shutil.rmtree(out / part, ignore_errors=True)
-            shutil.copytree(f"{tmp}/ni/{part}", out / part)
+            with atomic_path(Path(args.out) / part) as dst:
+                shutil.copytree(f"{tmp}/ni/{part}", dst)
     print(f"Super-NI task files in {args.out}/tasks")
 
 

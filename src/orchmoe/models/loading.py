@@ -25,15 +25,34 @@ def _finish(model, tokenizer):
     return model.eval(), tokenizer
 
 
-def load_base(spec: str | Path | dict, dtype: torch.dtype = torch.float32):
-    """Returns (model, tokenizer). spec: a path / hub id, or {"source": "tiny", "arch": ..., ...}."""
-    if isinstance(spec, dict):
-        if spec.get("source") != "tiny":
-            return load_base(spec.get("path") or spec.get("name"), dtype)
-        from .tiny import build_tiny, byte_tokenizer
+SOURCES = ("hub", "local", "gguf", "tiny")
 
-        kwargs = {k: v for k, v in spec.items() if k not in ("source", "arch", "seed")}
-        return _finish(build_tiny(spec["arch"], seed=spec.get("seed", 0), **kwargs), byte_tokenizer())
+
+def load_base(spec: str | Path | dict, dtype: torch.dtype = torch.float32):
+    """Returns (model, tokenizer) in eval mode.
+
+    spec: a folder / .gguf file / hub id, or a dict {"source": "hub" | "local" | "gguf" | "tiny", ...}:
+    hub -> "name"; local -> "path"; gguf -> "path" (a .gguf file, or a folder holding one); tiny -> "arch" plus
+    `tiny_config` keyword arguments and an optional "seed"."""
+    if isinstance(spec, dict):
+        source = spec.get("source")
+        if source not in SOURCES:
+            raise ConfigError(f"base spec: source={source!r} must be one of {SOURCES}")
+        if source == "tiny":
+            from .tiny import ARCHS, build_tiny, byte_tokenizer
+
+            if spec.get("arch") not in ARCHS:
+                raise ConfigError(f"base spec: arch={spec.get('arch')!r} must be one of {ARCHS}")
+            kwargs = {k: v for k, v in spec.items() if k not in ("source", "arch", "seed")}
+            try:
+                model = build_tiny(spec["arch"], seed=spec.get("seed", 0), **kwargs)
+            except TypeError as e:
+                raise ConfigError(f"base spec: {e}") from None
+            return _finish(model, byte_tokenizer())
+        key = "name" if source == "hub" else "path"
+        if not spec.get(key) and not spec.get("path"):
+            raise ConfigError(f"base spec: source {source!r} needs {key!r}")
+        return load_base(spec.get(key) or spec.get("path"), dtype)
     path = Path(str(spec))
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))

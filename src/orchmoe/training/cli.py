@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-source-length", type=int, default=512)
     p.add_argument("--max-target-length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="seed of the MoA comparison classifier")
+    p.add_argument("--xlingual-tokenizer", default=None,
+                   help="folder with the GPT-2 tokenizer files: score with the official xlingual track")
     p.set_defaults(func=_evaluate)
 
 
@@ -94,6 +97,7 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from orchmoe.io import atomic_path, write_json, write_jsonl
     from orchmoe.models.loading import load_base
+    from orchmoe.seeding import seed_everything
 
     from .evaluate import evaluate
     from .provenance import write_run_json
@@ -102,8 +106,10 @@ def _evaluate(args) -> None:
     if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():
         raise ConfigError(f"{checkpoint}: not an adapter checkpoint (adapter_config.json missing)")
     base, tokenizer = load_base(base_spec(args.base))
+    seed_everything(args.seed)
     rows, metrics = evaluate(base, tokenizer, args.data, args.split, checkpoint, args.batch_size,
-                             args.max_source_length, args.max_target_length)
+                             args.max_source_length, args.max_target_length,
+                             xlingual_tokenizer=args.xlingual_tokenizer, seed=args.seed)
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -112,7 +118,7 @@ def _evaluate(args) -> None:
         inputs = {"data": Path(args.data) / f"{args.split}.jsonl",
                   **({"checkpoint": Path(checkpoint)} if checkpoint else {}),
                   **({"base": Path(args.base)} if Path(args.base).exists() else {})}
-        write_run_json(tmp / "run.json", " ".join(sys.argv), {"split": args.split, "base": args.base,
-                       "checkpoint": args.checkpoint, "batch_size": args.batch_size}, None, inputs,
+        config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}
+        write_run_json(tmp / "run.json", " ".join(sys.argv), config, args.seed, inputs,
                        {"predictions.jsonl": tmp / "predictions.jsonl", "metrics.json": tmp / "metrics.json"})
     print(f"{out}: " + ", ".join(f"{k}={v}" for k, v in metrics["mean"].items()))

@@ -1,80 +1,127 @@
-"""Evaluate a checkpoint (or the bare base model) on a suite split: greedy generation with cached routing,
-per-example predictions, Super-NI metrics per task and averaged, BLEU, perplexity of the references, and MoA
-router accuracy against domain labels."""
+"""Evaluate a checkpoint (or the bare base model) on a suite split.
+
+Greedy generation with cached routing -> one row per example in predictions.jsonl (prediction, references, the
+summed NLL of the first reference and its token count, routing read-outs), so every metric in metrics.json can be
+recomputed from that file (`metrics_from_predictions`). Metrics: Super-NI EM / ROUGE-1 / ROUGE-L / ROUGE-Lsum per
+task and pooled, sacrebleu BLEU, perplexity of the references; for MoA checkpoints the router accuracy against
+domain labels and a logistic-regression classifier on the same pooled prompt features (MoA Table 3).
+"""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import sacrebleu
+import numpy as np
 import torch
 
-from orchmoe.adapters import load_adapters
+from orchmoe.adapters import load_adapters, read_adapter_config
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
+from orchmoe.metrics.lm import bleu, perplexity, token_nll
+from orchmoe.metrics.router import classifier_accuracy, pooled_features, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
 
+ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
 
-@torch.no_grad()
-def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batch_size: int = 16,
-             max_source_length: int = 512, max_target_length: int = 64, max_new_tokens: int | None = None):
-    """Returns (predictions rows, metrics dict)."""
+
+def read_split(suite_dir, split: str) -> list[dict]:
     path = Path(suite_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise DataError(f"{path}: split {split!r} not found in the suite")
     records = read_jsonl(path)
-    model = load_adapters(base_model, checkpoint) if checkpoint else base_model
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
+    if not records:
+        raise DataError(f"{path}: split {split!r} is empty; nothing to evaluate")
+    return records
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@torch.no_grad()
+def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batch_size: int = 16,
+             max_source_length: int = 512, max_target_length: int = 64, max_new_tokens: int | None = None,
+             xlingual_tokenizer: str | None = None, seed: int = 0):
+    """Returns (prediction rows, metrics dict)."""
+    records = read_split(suite_dir, split)
+    device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
     gen = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "generate")
     score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train")
+    base_model.to(device).eval()
+    moa = checkpoint is not None and read_adapter_config(checkpoint).method == "moa"
+    # the plain classifier needs the frozen base's features, taken before the adapters are injected
+    classifier = _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device) if moa else None
+    model = load_adapters(base_model, checkpoint).to(device).eval() if checkpoint else base_model
     adapters = checkpoint is not None
-    rows, nll, n_tokens = [], 0.0, 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    rows = []
     for k in range(0, len(records), batch_size):
         chunk = records[k:k + batch_size]
         batch = {key: v.to(device) for key, v in gen(chunk).items()}
-        routing = {key: batch.pop(key) for key in ("task_ids", "domain_ids", "prompt_mask")}
+        routing = {key: batch.pop(key) for key in ROUTING_KEYS}
         kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=1)
-        if adapters:
-            out = model.generate(**batch, **routing, **kwargs)
-            last = model.last_routing()
-        else:
-            out = model.generate(**batch, **kwargs)
-            last = {}
+        with autocast:
+            out = model.generate(**batch, **routing, **kwargs) if adapters else model.generate(**batch, **kwargs)
+        last = model.last_routing() if adapters else {}
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
         skills = _skill_weights(model, last) if adapters else None
+        nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec, device, autocast)
         for i, (r, text) in enumerate(zip(chunk, texts)):
-            row = {"id": r["id"], "task": r["task"], "prediction": text.strip(), "references": r["references"]}
+            row = {"id": r["id"], "task": r["task"], "task_id": r.get("task_id"), "domain_id": r.get("domain_id"),
+                   "prediction": text.strip(), "references": r["references"],
+                   "target_nll": nlls[i][0], "target_tokens": nlls[i][1]}
             if skills is not None:
                 row["skill_weights"] = [round(float(x), 5) for x in skills[i]]
             if predicted is not None:
                 row["predicted_domain"] = int(predicted[i])
-                row["domain_id"] = r.get("domain_id", -1)
             rows.append(row)
-        # perplexity of the first reference under teacher forcing (MoA Tables 2 and 8)
-        sb = {key: v.to(device) for key, v in score(chunk).items()}
-        routing = {key: sb.pop(key) for key in ("task_ids", "domain_ids", "prompt_mask")}
-        logits = (model(**sb, **routing) if adapters else model(**sb)).logits
-        labels = sb["labels"]
-        if not is_enc_dec:
-            logits, labels = logits[:, :-1], labels[:, 1:]
-        mask = labels != -100
-        nll += torch.nn.functional.cross_entropy(logits[mask].float(), labels[mask], reduction="sum").item()
-        n_tokens += int(mask.sum())
-    metrics = grouped_metrics(rows)
-    metrics["n"] = len(rows)
-    metrics["mean"]["bleu"] = round(sacrebleu.corpus_bleu([r["prediction"] for r in rows],
-                                                          [[r["references"][0] for r in rows]]).score, 4) if rows else 0.0
-    metrics["mean"]["perplexity"] = round(math.exp(nll / max(n_tokens, 1)), 4)
-    labelled = [r for r in rows if r.get("domain_id", -1) >= 0 and "predicted_domain" in r]
-    if labelled:
-        metrics["mean"]["router_accuracy"] = round(
-            100.0 * sum(r["predicted_domain"] == r["domain_id"] for r in labelled) / len(labelled), 4)
+    metrics = metrics_from_predictions(rows, xlingual_tokenizer)
+    if classifier is not None:
+        metrics["mean"]["classifier_accuracy"] = classifier
     return rows, metrics
+
+
+def metrics_from_predictions(rows: list[dict], xlingual_tokenizer: str | None = None) -> dict:
+    """Everything in metrics.json except the MoA classifier, from predictions.jsonl rows alone."""
+    metrics = grouped_metrics(rows, xlingual_tokenizer)
+    metrics["n"] = len(rows)
+    metrics["track"] = "xlingual" if xlingual_tokenizer else "default"
+    mean = metrics["mean"]
+    mean["bleu"] = bleu([r["prediction"] for r in rows], [r["references"] for r in rows])
+    mean["perplexity"] = perplexity(sum(r["target_nll"] for r in rows), sum(r["target_tokens"] for r in rows))
+    if any("predicted_domain" in r for r in rows):
+        acc = router_accuracy([r.get("predicted_domain", -1) for r in rows],
+                              [r["domain_id"] if r.get("domain_id") is not None else -1 for r in rows])
+        if acc is not None:
+            mean["router_accuracy"] = acc
+    return metrics
+
+
+def _reference_nll(model, batch: dict, adapters: bool, is_enc_dec: bool, device: str, autocast) -> list:
+    """Per example: summed NLL of the first reference (+ eos) under teacher forcing, and its token count."""
+    batch = {k: v.to(device) for k, v in batch.items()}
+    routing = {k: batch.pop(k) for k in ROUTING_KEYS}
+    labels = batch["labels"]
+    with autocast:
+        logits = (model(**batch, **routing) if adapters else model(**batch)).logits
+    return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not is_enc_dec) for i in range(labels.shape[0])]
+
+
+def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device) -> float | None:
+    """MoA Table 3's comparison: logistic regression on the frozen base's pooled prompt features, fitted on the
+    suite's training examples and scored on the evaluated split."""
+    train = read_jsonl(Path(suite_dir) / "train.jsonl")
+
+    def feats(rs):
+        xs = [pooled_features(base_model, {k: v.to(device) for k, v in gen(rs[k:k + batch_size]).items()})
+              for k in range(0, len(rs), batch_size)]
+        ys = [r["domain_id"] if r.get("domain_id") is not None else -1 for r in rs]
+        return torch.cat(xs).numpy(), np.array(ys)
+
+    return classifier_accuracy(*feats(train), *feats(records), seed=seed)
 
 
 def _skill_weights(model, last: dict):

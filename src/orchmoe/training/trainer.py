@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -24,7 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 from orchmoe.adapters import AdapterConfig, attach_adapters
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import ConfigError, TrainingError
-from orchmoe.io import atomic_path, read_jsonl
+from orchmoe.io import atomic_path, md5_file, read_jsonl
 from orchmoe.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -69,14 +72,37 @@ def _latest_checkpoint(work: Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
-def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows) -> None:
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_fingerprint(adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: int, suite_dir) -> str:
+    """What a checkpoint must agree on to be resumed: configs, seed and the training data."""
+    blob = json.dumps({"adapter": adapter_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "seed": seed,
+                       "data": md5_file(Path(suite_dir) / "train.jsonl")}, sort_keys=True, default=str)
+    return hashlib.md5(blob.encode()).hexdigest()
+
+
+def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows, fingerprint: str) -> None:
     with atomic_path(work / f"step-{step}") as tmp:
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in model.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+                    "rng": _rng_state()}, tmp / "trainer_state.pt")
         (tmp / "log.json").write_text(json.dumps(log_rows))
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
+        # state.json is written last: a folder without it is never taken for a checkpoint
+        (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     for old in work.glob("step-*"):  # keep only the newest
         if old.name != f"step-{step}":
             import shutil
@@ -108,9 +134,14 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir)
     step, log_rows = 0, []
     ckpt = _latest_checkpoint(work)
     if ckpt is not None:
+        meta = json.loads((ckpt / "state.json").read_text())
+        if meta.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{ckpt}: checkpoint of a different run (config, seed or data differ); "
+                              f"delete {work} or choose another --work folder")
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         weights = load_file(str(ckpt / "adapters.safetensors"))
         params = dict(model.named_parameters())
@@ -119,8 +150,8 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
                 params[k].copy_(v)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step = json.loads((ckpt / "state.json").read_text())["step"]
+        _set_rng_state(state["rng"])
+        step = meta["step"]
         log_rows = json.loads((ckpt / "log.json").read_text())
         log.warning("resuming from %s (step %d of %d)", ckpt, step, total)
 
@@ -162,9 +193,9 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
                              **{k: round(v, 6) for k, v in parts.items()}, "lr": scheduler.get_last_lr()[0],
                              "seconds": round(time.time() - start, 3)})
         if step % train_cfg.save_every == 0 and step < total:
-            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows)
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint)
         if stop_after is not None and step >= stop_after:
-            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows)
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint)
             bar.close()
             return None
     bar.close()

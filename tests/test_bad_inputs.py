@@ -1,0 +1,272 @@
+"""The catalogue of bad inputs (issue 6, section 4): every row is one mistake a user makes, the exact one-line
+message it must produce (naming the file, key or value at fault), and a check that nothing partial was left behind.
+
+CLI rows run `orchmoe.cli.main` in-process (fast); workflow rows run `snakemake --dry-run` on a copy of the
+repository with one config key broken; the SLURM-profile row needs the local cluster (marked integration).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from orchmoe.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+# ------------------------------------------------------------------ fixtures: a tiny valid world to break
+def task_json(name_defn="Copy the input.", n=6, prefix="x"):
+    return {"Definition": [name_defn], "Positive Examples": [], "Input_language": ["English"],
+            "Output_language": ["English"], "Categories": ["Copy"],
+            "Instances": [{"id": f"{prefix}-{i}", "input": f"word{i}", "output": [f"word{i}"]} for i in range(n)]}
+
+
+def write_tasks(folder: Path, tasks: dict[str, object]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in tasks.items():
+        p = folder / f"{name}.json"
+        p.write_text(content if isinstance(content, str) else json.dumps(content))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    """A valid 2-task suite (no domains)."""
+    root = tmp_path_factory.mktemp("suite")
+    tasks = write_tasks(root / "tasks", {"task001_copy": task_json(), "task002_echo": task_json(prefix="y")})
+    assert main(["superni-sample", "--tasks-dir", str(tasks), "--out", str(root / "suite"), "--n-tasks", "all",
+                 "--n-train", "4", "--n-eval", "2", "--n-unseen", "0"]) == 0
+    return root / "suite"
+
+
+@pytest.fixture(scope="module")
+def nan_base(tmp_path_factory) -> Path:
+    """A tiny T5 saved with one NaN weight: the injected fault behind a NaN loss."""
+    import torch
+
+    from orchmoe.models.tiny import build_tiny, byte_tokenizer
+
+    model = build_tiny("t5")
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lm_head" in n or "shared" in n).fill_(float("nan"))
+    out = tmp_path_factory.mktemp("nanbase") / "nan-t5"
+    model.save_pretrained(out)
+    byte_tokenizer().save_pretrained(out)
+    return out
+
+
+TINY = '{"source": "tiny", "arch": "t5"}'
+LORA = '{"method": "lora", "rank": 2, "target_modules": ["q", "v"]}'
+TRAIN = '{"max_steps": 2, "batch_size": 2, "lr": 0.001}'
+
+
+@dataclass
+class Case:
+    id: str
+    argv: Callable[[Path, dict], list[str]]     # (tmp, ctx) -> argv for `orchmoe`
+    message: str                                # regex the one-line error must match ({tmp} is substituted)
+    out: str = "out"                            # what must not exist afterwards, relative to tmp
+    setup: Callable[[Path], None] = field(default=lambda tmp: None)
+
+
+def fill(text: str, ctx: dict) -> str:
+    for key, value in ctx.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
+def train_argv(adapter=LORA, train=TRAIN, base=TINY, data=None):
+    return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", data or str(ctx["suite"]),
+                             "--adapter-config", adapter, "--train-config", train, "--out", str(tmp / "out"),
+                             "--work", str(tmp / "work")]
+
+
+def sample_argv(*extra, tasks="tasks"):
+    return lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / tasks), "--out", str(tmp / "out"),
+                             "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0", *extra]
+
+
+def tasks_setup(tasks: dict):
+    return lambda tmp: write_tasks(tmp / "tasks", tasks)
+
+
+def read_only_setup(tmp: Path):
+    """A folder the command cannot write into. chmod does not stop root, so use the immutable flag there."""
+    ro = tmp / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(ro)]).returncode != 0:
+            pytest.skip("running as root without chattr +i support: cannot make a read-only folder")
+    else:
+        ro.chmod(0o555)
+
+
+CASES = [
+    # --- data: missing/malformed/empty task files, sampling beyond the data
+    Case("tasks-dir-missing", sample_argv(tasks="nope"), r"{tmp}/nope: Super-NI tasks directory not found"),
+    Case("tasks-dir-empty", sample_argv(), r"{tmp}/tasks: no task\*\.json files", setup=tasks_setup({})),
+    Case("task-json-malformed", sample_argv(), r"{tmp}/tasks/task002_bad\.json: not valid JSON",
+         setup=tasks_setup({"task001_ok": task_json(), "task002_bad": '{"Definition": ["x"], "Instances": [,]}'})),
+    Case("task-json-empty-file", sample_argv(), r"{tmp}/tasks/task001_empty\.json: not valid JSON",
+         setup=tasks_setup({"task001_empty": ""})),
+    Case("task-json-not-object", sample_argv(), r"{tmp}/tasks/task001_list\.json: a task file must hold a JSON object",
+         setup=tasks_setup({"task001_list": [1, 2]})),
+    Case("task-no-definition", sample_argv(), r"{tmp}/tasks/task001_nodef\.json: field 'Definition' is missing or empty",
+         setup=tasks_setup({"task001_nodef": {**task_json(), "Definition": []}})),
+    Case("task-no-instances", sample_argv(), r"{tmp}/tasks/task001_noinst\.json: field 'Instances' is missing or empty",
+         setup=tasks_setup({"task001_noinst": {**task_json(), "Instances": []}})),
+    Case("instance-without-output", sample_argv(),
+         r"{tmp}/tasks/task001_noout\.json: Instances\[0\] \(id 'z'\) has no 'output'",
+         setup=tasks_setup({"task001_noout": {**task_json(), "Instances": [{"id": "z", "input": "a", "output": []}]}})),
+    Case("n-tasks-beyond-data",
+         lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "out"),
+                           "--n-tasks", "5", "--n-unseen", "0"],
+         r"{tmp}/tasks: n_tasks=5 but only 1 eligible tasks", setup=tasks_setup({"task001_a": task_json()})),
+    Case("sample-beyond-data-strict", sample_argv("--strict"),
+         r"{tmp}/tasks/task001_small\.json: 3 instances, fewer than n_train \+ n_eval = 6 \(strict sampling\)",
+         setup=tasks_setup({"task001_small": task_json(n=3)})),
+    Case("task-domains-file-missing", sample_argv("--task-domains", "/nonexistent/skills.json"),
+         r"/nonexistent/skills\.json: --task-domains file not found", setup=tasks_setup({"task001_a": task_json()})),
+    # --- adapter / training configuration: typos, wrong types, unknown values
+    Case("adapter-key-typo", train_argv(adapter='{"method": "lora", "rnak": 2, "target_modules": ["q"]}'),
+         r"adapter config: unknown field 'rnak'"),
+    Case("adapter-wrong-type", train_argv(adapter='{"method": "lora", "rank": "four", "target_modules": ["q"]}'),
+         r"adapter config: rank='four' must be a positive integer"),
+    Case("unknown-method", train_argv(adapter='{"method": "lorax", "rank": 2, "target_modules": ["q"]}'),
+         r"adapter config: method='lorax' is not a known method"),
+    Case("adapter-config-not-json", train_argv(adapter="{method: lora"), r"'\{method: lora': neither a file nor a JSON object"),
+    Case("train-key-typo", train_argv(train='{"max_step": 2}'), r"train config: unknown field 'max_step'"),
+    Case("train-nonpositive-lr", train_argv(train='{"lr": 0}'), r"train config: lr=0 must be positive"),
+    Case("train-wrong-type", train_argv(train='{"batch_size": "sixteen"}'), r"train config: batch_size='sixteen'"),
+    Case("moa-without-domains", train_argv(adapter='{"method": "moa", "rank": 2, "target_modules": ["q"]}'),
+         r"method 'moa' needs a suite with domain labels"),
+    # --- data and models on disk
+    Case("suite-without-manifest", train_argv(data="/nonexistent/suite"),
+         r"/nonexistent/suite: not a complete suite \(manifest\.json missing\)"),
+    Case("unknown-base-model", train_argv(base="./no-such-model"),
+         r"base model '\./no-such-model': no such folder, and not a hub id"),
+    Case("gguf-file-missing", train_argv(base="{tmp}/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+         r"{tmp}/models/SmolLM2-135M-Instruct\.Q4_1\.gguf: GGUF file not found"),
+    Case("base-folder-empty", train_argv(base="{tmp}/emptybase"),
+         r"{tmp}/emptybase: base model folder holds neither config\.json nor a \.gguf file",
+         setup=lambda tmp: (tmp / "emptybase").mkdir()),
+    Case("nan-loss-injected", train_argv(base="{nan_base}"), r"non-finite loss \(nan\) at step 1 of lora"),
+    Case("checkpoint-not-adapter",
+         lambda tmp, ctx: ["evaluate", "--base", TINY, "--checkpoint", str(tmp), "--data", str(ctx["suite"]),
+                           "--out", str(tmp / "out")],
+         r"{tmp}: not an adapter checkpoint \(adapter_config\.json missing\)"),
+    Case("read-only-output-folder",
+         lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "ro" / "suite"),
+                           "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0"],
+         r"{tmp}/ro", out="ro/suite",
+         setup=lambda tmp: (write_tasks(tmp / "tasks", {"task001_a": task_json()}), read_only_setup(tmp))),
+]
+
+
+def listing(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    case.setup(tmp_path)
+    before = listing(tmp_path)
+    ctx = {"suite": suite, "nan_base": nan_base, "tmp": tmp_path}
+    try:
+        code = main(case.argv(tmp_path, ctx))
+    finally:
+        if (tmp_path / "ro").exists() and os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(tmp_path / "ro")])
+    err = capsys.readouterr().err
+    assert code == 2, f"expected a clean user error (exit 2), got {code}: {err[-1000:]}"
+    # Progress bars share the line (carriage returns), so look for the error itself.
+    errors = re.findall(r"orchmoe [\w-]+: error: [^\r\n]*", err)
+    assert len(errors) == 1, f"expected one error line, got: {err[-1000:]}"
+    line = errors[0]
+    expected = case.message.replace("{tmp}", re.escape(str(tmp_path)))
+    assert re.search(expected, line), f"\n  message: {line}\n  wanted:  {expected}"
+    # Nothing partial: neither the output nor any temporary sibling appeared; the resumable work folder holds no
+    # checkpoint either (nothing was trained).
+    assert not (tmp_path / case.out).exists()
+    new = listing(tmp_path) - before
+    leftovers = [p for p in new if not p.startswith("work")]
+    assert not leftovers, f"left behind: {sorted(leftovers)}"
+    assert not list((tmp_path / "work").rglob("*.safetensors")) if (tmp_path / "work").exists() else True
+
+
+# ------------------------------------------------------------------ workflow configuration (Snakemake schema)
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    from tests.integration.conftest import copy_checkout
+
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
+
+
+def _break(cfg: dict, how: str) -> dict:
+    if how == "typo":
+        cfg["seeds_typo"] = cfg.pop("seeds")
+    elif how == "wrong-type":
+        cfg["seeds"] = "zero"
+    elif how == "unknown-method":
+        first = next(iter(cfg["methods"]))
+        cfg["methods"][first]["method"] = "lorax"
+    elif how == "unknown-domain-source":
+        suites = cfg["suites"] if "suites" in cfg else {"suite": cfg["suite"]}
+        next(iter(suites.values()))["source"] = "superduper"
+    return cfg
+
+
+WORKFLOW_CASES = [
+    ("typo", r"seeds_typo"),
+    ("wrong-type", r"'zero' is not of type 'array'"),
+    ("unknown-method", r"'lorax' is not one of \['lora', 'moe_lora', 'poly', 'mhr', 'orchmoe', 'moa'\]"),
+    ("unknown-domain-source", r"'superduper' is not one of"),
+]
+
+
+@pytest.mark.parametrize("how,message", WORKFLOW_CASES, ids=[f"config-{h}" for h, _ in WORKFLOW_CASES])
+def test_workflow_config_bad_input(how, message, checkout, tmp_path):
+    cfg = _break(yaml.safe_load((checkout / "config" / "demo.yaml").read_text()), how)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "snakemake"), "--dry-run", "--configfile", str(bad), "--cores", "1"],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(message, out), out[-2000:]
+    assert not list((checkout / "results").glob("*/*")) if (checkout / "results").exists() else True
+    assert not (checkout / "data" / "processed").exists()
+
+
+# ------------------------------------------------------------------ a SLURM profile naming a partition that is not there
+@pytest.mark.integration
+def test_profile_missing_partition(tmp_path):
+    from tests.integration.conftest import slurm_ready
+
+    why = slurm_ready()
+    if why:
+        pytest.skip(why)
+    (tmp_path / "Snakefile").write_text("rule a:\n    output: 'a.txt'\n    shell: 'echo $SLURM_JOB_ID > {output}'\n")
+    os.symlink(REPO / "workflow" / "profiles" / "slurm", tmp_path / "slurm")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "ORCHMOE_SLURM_PARTITION": "nosuchpart"}
+    proc = subprocess.run([str(BIN / "snakemake"), "--profile", "slurm"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"ORCHMOE_SLURM_PARTITION='nosuchpart': no such partition on this cluster \(partitions: \w+",
+                     out), out[-2000:]
+    assert not (tmp_path / "a.txt").exists()
+    assert not (tmp_path / ".snakemake" / "slurm_logs").exists()

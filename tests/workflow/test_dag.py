@@ -1,0 +1,102 @@
+"""Every config builds its DAG in seconds with the expected job counts; config typos fail naming the key."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
+
+# Expected counts follow from the configs (documented in docs/workflow.md), e.g. paper-orchmoe:
+# (2 suites x 3 bases x 5 methods + 5 abstract-task points + 12 rank-sweep points) x 3 seeds = 141 training jobs;
+# every run is evaluated on the eval and unseen splits, plus the no-adapter base per suite x base x split.
+EXPECTED = {
+    "demo": {"train": 24, "evaluate": 26, "pretrain_base": 2, "domain_suite": 6, "total": 64},
+    "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
+    "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 41},
+    "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},
+    "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "total": 85},
+}
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_dry_run_job_counts(wf, name):
+    start = time.time()
+    out = snakemake("-n", "--cores", "2", "--configfile", f"config/{name}.yaml", cwd=wf).stdout
+    elapsed = time.time() - start
+    counts = job_counts(out)
+    for rule, n in EXPECTED[name].items():
+        assert counts.get(rule) == n, (name, rule, counts)
+    assert elapsed < 60, f"dry run of {name} took {elapsed:.0f} s"
+
+
+def test_moa_waits_for_single_lora_checkpoints(wf):
+    out = snakemake("-n", "--cores", "2", "--configfile", "config/paper-moa.yaml", "-p",
+                    "results/checkpoints/paper-moa/moa8/llama2-7b/moa/seed0", cwd=wf).stdout
+    assert out.count("rule train:") == 9  # 8 single LoRAs + MoA
+    assert "--init-skills results/checkpoints/paper-moa/moa8/llama2-7b/single@finance/seed0" in out
+    out = snakemake("-n", "--cores", "2", "--configfile", "config/paper-moa.yaml",
+                    "results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora/seed0", cwd=wf).stdout
+    assert out.count("rule train:") == 1  # the naive MoE-LoRA starts from scratch
+
+
+def test_training_declares_resources_benchmark_and_undeclared_work(wf):
+    out = snakemake("-n", "-p", "--cores", "2", "--configfile", "config/paper-orchmoe.yaml",
+                    "results/checkpoints/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13", cwd=wf).stdout
+    block = out[out.index("rule train:"):]
+    assert "gpu=1" in block and "mem_mb=120000" in block and "runtime=1440" in block
+    assert "--work work/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13" in block
+    assert "output: results/checkpoints/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13" in block  # work/ not an output
+    smk = (REPO / "workflow/rules/train.smk").read_text()
+    assert "benchmark:" in smk and "log:" in smk
+
+
+def _validate(cfg):
+    from snakemake.utils import validate
+
+    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_configs_are_valid(name):
+    _validate(yaml.safe_load((REPO / f"config/{name}.yaml").read_text()))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["train"].update(lrr=0.1), "'lrr' was unexpected"),
+    (lambda c: c["methods"]["lora"].update(rnak=4), "'rnak' was unexpected"),
+    (lambda c: c["suites"]["builtin"].update(n_trian=3), "'n_trian' was unexpected"),
+    (lambda c: c.update(seed=[0]), "'seed' was unexpected"),
+    (lambda c: c["bases"]["tiny-t5"].update(source="pretrained"), "'pretrained' is not one of"),
+    (lambda c: c["methods"]["lora"].update(method="lorax"), "'lorax' is not one of"),
+    (lambda c: c.update(seeds="zero"), "'zero' is not of type 'array'"),
+    (lambda c: c["train"].update(lr=-1), "-1 is less than or equal to the minimum of 0"),
+])
+def test_config_errors_name_the_key_or_value(edit, message):
+    from snakemake.exceptions import WorkflowError
+
+    cfg = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    edit(cfg)
+    with pytest.raises(WorkflowError, match=message.replace("(", r"\(")):
+        _validate(cfg)
+
+
+def test_typo_fails_the_workflow_at_start(wf, tmp_path):
+    cfg = yaml.safe_load((wf / "config/demo.yaml").read_text())
+    cfg["train"]["lrr"] = 0.1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(bad), cwd=wf, check=False)
+    assert proc.returncode != 0 and "'lrr' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_default_target_from_the_root_is_the_demo(wf):
+    """No -s, no --configfile: the root Snakefile's default rule on config/demo.yaml."""
+    out = snakemake("-n", "--cores", "1", cwd=wf).stdout
+    assert "rule default:" in out and job_counts(out)["total"] == EXPECTED["demo"]["total"]

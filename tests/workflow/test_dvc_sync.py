@@ -1,0 +1,57 @@
+"""dvc.yaml is generated from the Snakefile: regenerating it must give the committed file (drift test), and every
+output of every phase target lies under one of that DVC stage's outs."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from .helpers import REPO, copy_workflow, snakemake
+
+PHASES = {"data": "data_all", "models": "models_all", "train": "train_all", "evaluate": "evaluate_all",
+          "tables": "tables_all", "figures": "figures_all"}
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
+
+
+def test_dvc_yaml_is_generated_from_the_snakefile(wf):
+    (wf / "dvc.yaml").unlink()
+    snakemake("--cores", "1", "dvc_yaml", cwd=wf)
+    assert (wf / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text(), (
+        "dvc.yaml drifted from the Snakefile: run `snakemake dvc_yaml --forcerun dvc_yaml` and commit it")
+
+
+def _outs(stage) -> list[str]:
+    return [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+
+
+def test_every_phase_output_is_a_dvc_out(wf):
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert set(dvc["stages"]) <= set(PHASES)
+    for stage_name, stage in dvc["stages"].items():
+        assert stage["cmd"].endswith(PHASES[stage_name]), stage["cmd"]
+        summary = snakemake("--summary", "--forceall", "--cores", "1", PHASES[stage_name], cwd=wf).stdout
+        outs = [o.rstrip("/") for o in _outs(stage)]
+        rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
+        produced = [r[0] for r in rows if r[2] not in PHASES.values() and r[2] != "dvc_yaml"]
+        assert produced
+        # outputs of rules of earlier phases appear too: they must be outs of some stage
+        all_outs = [o.rstrip("/") for s in dvc["stages"].values() for o in _outs(s)]
+        for path in produced:
+            assert any(path == o or path.startswith(o + "/") for o in all_outs), (stage_name, path)
+        assert outs
+
+
+def test_training_and_evaluation_outs_persist():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name in ("train", "evaluate"):
+        for out in dvc["stages"][name]["outs"]:
+            assert next(iter(out.values()))["persist"] is True
+
+
+def test_default_local_remote():
+    cfg = (REPO / ".dvc/config").read_text()
+    assert "remote = local" in cfg and "url = ../dvc-remote" in cfg
+    assert "/dvc-remote/" in (REPO / ".gitignore").read_text()
