@@ -1,37 +1,15 @@
-"""Train -> evaluate end to end for every method on tiny models; resume equivalence; NaN; provenance; metrics."""
+"""Train -> evaluate end to end for every method on tiny models (fixtures: tests/training/conftest.py)."""
 from __future__ import annotations
 
 import json
 
 import pytest
-import torch
 
 from orchmoe.cli import main
-from orchmoe.data.builtin import write_builtin_suite
-from orchmoe.data.superni import sample_superni
-from orchmoe.errors import ConfigError, TrainingError
 from orchmoe.metrics.superni import compute_metrics
-from orchmoe.models.tiny import build_tiny, byte_tokenizer
-from orchmoe.training.cli import resolve_adapter_config
-from orchmoe.training.evaluate import evaluate, metrics_from_predictions
-from orchmoe.training.trainer import TrainConfig, train
 
-TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"]}
-FAST = {"lr": 1e-2, "batch_size": 4, "max_steps": 6, "max_source_length": 96, "max_target_length": 12,
-        "save_every": 2, "log_every": 1}
-
-
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    root = tmp_path_factory.mktemp("suite")
-    meta = write_builtin_suite(root / "raw", n_instances=12, n_primitive_instances=4, max_tasks=4)
-    sample_superni(root / "raw" / "tasks", root / "s", n_tasks="all", n_train=8, n_eval=2, n_unseen=0,
-                   task_domains=meta["domains"])
-    return root / "s"
-
-
-def _tiny_spec(arch):
-    return json.dumps({"source": "tiny", "arch": arch})
+from .conftest import FAST, TARGETS
+from .conftest import tiny_spec as _tiny_spec
 
 
 @pytest.mark.parametrize("arch", ["t5", "llama"])
@@ -56,84 +34,29 @@ def test_train_then_evaluate_every_method(tmp_path, suite, arch, method):
     assert len(metrics["per_task"]) == 4 and metrics["n"] == 8
     if method == "moa":
         assert 0 <= metrics["mean"]["router_accuracy"] <= 100
-        assert 0 <= metrics["mean"]["classifier_accuracy"] <= 100
     rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     recomputed = compute_metrics([r["prediction"] for r in rows], [r["references"] for r in rows])
     assert recomputed["rougeL"] == metrics["mean"]["rougeL"]
 
 
-def test_resume_after_a_kill_ends_with_identical_weights(tmp_path, suite):
-    def run(stop_after, work):
-        cfg = resolve_adapter_config({"method": "orchmoe", "target_modules": TARGETS["t5"], "rank": 2},
-                                     json.loads((suite / "manifest.json").read_text()))
-        return train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 3, work,
-                     stop_after=stop_after)
-
-    full = run(None, tmp_path / "w1")
-    assert run(3, tmp_path / "w2") is None  # "killed" after 3 steps, a checkpoint at step 3 exists
-    resumed = run(None, tmp_path / "w2")
-    a, b = full.adapter_state_dict(), resumed.adapter_state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["loss"] for r in full.train_log] == [r["loss"] for r in resumed.train_log]
-    # ... and the same evaluation metrics
-    ckpts = []
-    for i, m in enumerate((full, resumed)):
-        m.save_adapters(tmp_path / f"c{i}")
-        ckpts.append(evaluate(build_tiny("t5"), byte_tokenizer(), suite, "eval", tmp_path / f"c{i}",
-                              max_source_length=96, max_target_length=12)[1])
-    assert ckpts[0] == ckpts[1]
-
-
-def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, suite):
-    manifest = json.loads((suite / "manifest.json").read_text())
-    cfg = resolve_adapter_config({"method": "lora", "target_modules": TARGETS["t5"], "rank": 2}, manifest)
-    assert train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 0, tmp_path / "w",
-                 stop_after=2) is None
-    with pytest.raises(ConfigError, match="checkpoint of a different run"):
-        train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 1, tmp_path / "w")
+def test_moa_reports_router_and_classifier_accuracy(tmp_path, suite):
+    two = tmp_path / "two-domains"  # the fixture suite has one domain: relabel its tasks into two
+    two.mkdir()
+    manifest = json.loads((suite / "manifest.json").read_text()) | {"domains": ["a", "b"]}
+    (two / "manifest.json").write_text(json.dumps(manifest))
+    for split in ("train", "eval", "unseen"):
+        rows = [json.loads(line) for line in (suite / f"{split}.jsonl").read_text().splitlines()]
+        (two / f"{split}.jsonl").write_text("".join(json.dumps(r | {"domain": "ab"[r["task_id"] % 2],
+                                                                    "domain_id": r["task_id"] % 2}) + "\n" for r in rows))
+    adapter = json.dumps({"method": "moa", "target_modules": TARGETS["t5"], "rank": 2})
+    assert main(["train", "--base", _tiny_spec("t5"), "--data", str(two), "--adapter-config", adapter,
+                 "--train-config", json.dumps(FAST), "--out", str(tmp_path / "c"), "--work", str(tmp_path / "w")]) == 0
+    assert main(["evaluate", "--base", _tiny_spec("t5"), "--checkpoint", str(tmp_path / "c"), "--data", str(two),
+                 "--out", str(tmp_path / "e"), "--max-source-length", "96", "--max-target-length", "12"]) == 0
+    mean = json.loads((tmp_path / "e" / "metrics.json").read_text())["mean"]
+    assert 0 <= mean["router_accuracy"] <= 100 and 0 <= mean["classifier_accuracy"] <= 100
+    rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["domain_id"] for r in rows} == {0, 1} and all(r["predicted_domain"] in (0, 1) for r in rows)
+    assert "train_data" in json.loads((tmp_path / "e" / "run.json").read_text())["inputs"]  # classifier's input
 
 
-def test_provenance_records_config_versions_and_md5s(tmp_path, suite):
-    from orchmoe.io import md5_file, md5_path
-
-    out, ev = tmp_path / "ckpt", tmp_path / "eval"
-    adapter = json.dumps({"method": "orchmoe", "target_modules": TARGETS["llama"], "rank": 2})
-    assert main(["train", "--base", _tiny_spec("llama"), "--data", str(suite), "--adapter-config", adapter,
-                 "--train-config", json.dumps(FAST), "--seed", "5", "--out", str(out), "--work", str(tmp_path / "w")]) == 0
-    run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 5 and run["config"]["train"]["lr"] == FAST["lr"]
-    assert run["config"]["train"]["warmup_ratio"] == 0.06  # defaults are resolved into the record
-    assert run["config"]["adapter"]["n_tasks"] == 4  # filled from the suite manifest
-    assert run["inputs"]["data"]["md5"] == md5_path(suite)
-    for name in ("adapter_model.safetensors", "adapter_config.json", "train_log.csv"):
-        assert run["outputs"][name]["md5"] == md5_file(out / name)
-    assert run["versions"]["torch"] == torch.__version__ and run["device"]["device"] == "cpu"
-    assert "commit" in run["git"]
-    assert main(["evaluate", "--base", _tiny_spec("llama"), "--checkpoint", str(out), "--data", str(suite),
-                 "--out", str(ev), "--max-source-length", "96", "--max-target-length", "12"]) == 0
-    erun = json.loads((ev / "run.json").read_text())
-    assert erun["inputs"]["checkpoint"]["md5"] == md5_path(out)
-    assert erun["outputs"]["metrics.json"]["md5"] == md5_file(ev / "metrics.json")
-    assert erun["config"]["split"] == "eval"
-    rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
-    assert metrics_from_predictions(rows) == json.loads((ev / "metrics.json").read_text())
-
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_loss_stops_and_writes_nothing(tmp_path, suite, monkeypatch, value):
-    def poisoned(spec):
-        base = build_tiny("t5")
-        with torch.no_grad():
-            base.lm_head.weight.fill_(value)
-        return base, byte_tokenizer()
-
-    monkeypatch.setattr("orchmoe.models.loading.load_base", poisoned)
-    code = main(["train", "--base", _tiny_spec("t5"), "--data", str(suite), "--adapter-config",
-                 json.dumps({"method": "lora", "target_modules": TARGETS["t5"], "rank": 2}),
-                 "--train-config", json.dumps(FAST), "--out", str(tmp_path / "o"), "--work", str(tmp_path / "w")])
-    assert code == 2 and not (tmp_path / "o").exists()
-    assert not list(tmp_path.glob(".o.*"))  # no temporary output left behind either
-    cfg = resolve_adapter_config({"method": "lora", "target_modules": TARGETS["t5"], "rank": 2},
-                                 json.loads((suite / "manifest.json").read_text()))
-    with pytest.raises(TrainingError, match="non-finite loss .* at step 1"):
-        train(poisoned(None)[0], byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 0, tmp_path / "w2")

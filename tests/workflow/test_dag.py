@@ -14,7 +14,7 @@ from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 EXPECTED = {
     "demo": {"train": 24, "evaluate": 26, "pretrain_base": 2, "domain_suite": 6, "total": 64},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
-    "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 41},
+    "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
     "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},
     "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "total": 85},
 }
@@ -37,18 +37,18 @@ def test_dry_run_job_counts(wf, name):
 
 
 def test_moa_waits_for_single_lora_checkpoints(wf):
-    out = snakemake("-n", "--cores", "2", "--configfile", "config/paper-moa.yaml", "-p",
-                    "results/checkpoints/paper-moa/moa8/llama2-7b/moa/seed0", cwd=wf).stdout
+    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moa/seed0", "-n", "-p", "--cores", "2",
+                    "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 9  # 8 single LoRAs + MoA
     assert "--init-skills results/checkpoints/paper-moa/moa8/llama2-7b/single@finance/seed0" in out
-    out = snakemake("-n", "--cores", "2", "--configfile", "config/paper-moa.yaml",
-                    "results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora/seed0", cwd=wf).stdout
+    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora/seed0", "-n", "--cores", "2",
+                    "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 1  # the naive MoE-LoRA starts from scratch
 
 
 def test_training_declares_resources_benchmark_and_undeclared_work(wf):
-    out = snakemake("-n", "-p", "--cores", "2", "--configfile", "config/paper-orchmoe.yaml",
-                    "results/checkpoints/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13", cwd=wf).stdout
+    out = snakemake("results/checkpoints/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13", "-n", "-p", "--cores", "2",
+                    "--configfile", "config/paper-orchmoe.yaml", cwd=wf).stdout
     block = out[out.index("rule train:"):]
     assert "gpu=1" in block and "mem_mb=120000" in block and "runtime=1440" in block
     assert "--work work/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13" in block

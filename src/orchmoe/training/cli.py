@@ -118,6 +118,8 @@ def _evaluate(args) -> None:
         inputs = {"data": Path(args.data) / f"{args.split}.jsonl",
                   **({"checkpoint": Path(checkpoint)} if checkpoint else {}),
                   **({"base": Path(args.base)} if Path(args.base).exists() else {})}
+        if "classifier_accuracy" in metrics["mean"]:  # the MoA comparison classifier is fitted on train.jsonl
+            inputs["train_data"] = Path(args.data) / "train.jsonl"
         config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}
         write_run_json(tmp / "run.json", " ".join(sys.argv), config, args.seed, inputs,
                        {"predictions.jsonl": tmp / "predictions.jsonl", "metrics.json": tmp / "metrics.json"})

@@ -1,0 +1,28 @@
+"""A small built-in suite (4 tasks, 8 train / 2 eval examples each) shared by the engine tests."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchmoe.data.builtin import write_builtin_suite
+from orchmoe.data.superni import sample_superni
+
+TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"]}
+FAST = {"lr": 1e-2, "batch_size": 4, "max_steps": 6, "max_source_length": 96, "max_target_length": 12,
+        "save_every": 2, "log_every": 1}
+
+
+def tiny_spec(arch: str) -> str:
+    return json.dumps({"source": "tiny", "arch": arch})
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    meta = write_builtin_suite(root / "raw", n_instances=12, n_primitive_instances=4, max_tasks=4)
+    sample_superni(root / "raw" / "tasks", root / "s", n_tasks="all", n_train=8, n_eval=2, n_unseen=0,
+                   task_domains=meta["domains"])
+    return root / "s"
+
+

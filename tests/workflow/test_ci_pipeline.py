@@ -1,0 +1,65 @@
+"""The reduced demo (config/ci.yaml) through Snakemake end to end, in a copy of the workflow: tables and figures
+exist and hold numbers, the HTML report builds, `orchmoe trace` walks one cell, a rerun has nothing to do.
+Minutes of CPU: marked integration (`make integration` / CI=true)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+
+from .helpers import BIN, copy_workflow, snakemake
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("ci"))
+    snakemake("--profile", "workflow/profiles/local", "--configfile", "config/ci.yaml", cwd=wf, timeout=1800)
+    return wf
+
+
+def test_tables_and_figures_hold_numbers(ran):
+    tables, figures = ran / "results/tables/ci", ran / "results/figures/ci"
+    main = pd.read_csv(tables / "main.csv")
+    methods = set(main.method)
+    assert {"base", "lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"} <= methods
+    assert main["mean"].notna().all() and (main.n_seeds == 1).all()
+    assert "Base model (no adapter)" in (tables / "main.md").read_text()
+    assert "\\begin{tabular}" in (tables / "main.tex").read_text()
+    params = pd.read_csv(tables / "params.csv")
+    assert (params[params.run != "base"].trainable_params > 0).all()
+    assert json.loads((tables / "summary.json").read_text())["builtin/eval"]["tiny-t5"]["orchmoe"]["rougeLsum"] >= 0
+    for name in ("training_curves", "score_vs_params", "task_clustering", "router_accuracy"):
+        assert (figures / f"{name}.png").stat().st_size > 1000 and (figures / f"{name}.pdf").is_file()
+    ari = pd.read_csv(figures / "task_clustering.csv")
+    assert {"orchmoe", "poly", "mhr"} <= set(ari.method) and ari.adjusted_rand_index.between(-1, 1).all()
+    assert (ran / "logs/ci/benchmarks/train/builtin/tiny-t5/orchmoe/seed0.tsv").is_file()
+
+
+def test_moa_started_from_the_single_loras(ran):
+    run = json.loads((ran / "results/checkpoints/ci/builtin/tiny-t5/moa/seed0/run.json").read_text())
+    assert sorted(k for k in run["inputs"] if k.startswith("init_skill")) == ["init_skill_0", "init_skill_1"]
+    assert run["inputs"]["init_skill_0"]["path"].endswith("lora_domain@reverse/seed0")
+
+
+def test_trace_one_cell(ran):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    out = subprocess.run([str(BIN / "orchmoe"), "trace", "--tables", "results/tables/ci", "--base", "tiny-t5",
+                          "--run", "orchmoe", "--metric", "rougeLsum"], cwd=ran, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    for part in ("table cell", "metrics", "predictions", "checkpoint", "training", "data", "sampling", "source",
+                 "base model"):
+        assert any(line.startswith(part) or line.strip().startswith(part) for line in out.splitlines()), part
+    assert "models/ci/tiny-t5 md5=" in out
+
+
+def test_report_and_nothing_left_to_do(ran):
+    snakemake("--configfile", "config/ci.yaml", "--report", "report.html", cwd=ran)
+    html = (ran / "report.html").read_text(errors="replace")
+    assert len(html) > 10000 and "<html" in html.lower()
+    out = snakemake("-n", "--configfile", "config/ci.yaml", cwd=ran).stdout
+    assert "Nothing to be done" in out
