@@ -90,7 +90,7 @@ VOLATILE = {"run.json"}  # provenance: wall times, host, SLURM job id
 
 def artifact_digests(root: Path, parts=("data/processed", "models", "results")) -> dict[str, str]:
     """md5 of every artifact under `parts`, except what legitimately differs between two identical runs: run.json
-    (times, host, job id), PDF/HTML (creation dates), the wall-clock column of training logs."""
+    (times, host, job id), PDF/HTML (creation dates), the wall-clock column of training logs (*_log.csv)."""
     import csv
     import hashlib
     import io
@@ -101,7 +101,7 @@ def artifact_digests(root: Path, parts=("data/processed", "models", "results")) 
             if not p.is_file() or p.name in VOLATILE or p.suffix in (".pdf", ".html") or "/." in str(p):
                 continue
             data = p.read_bytes()
-            if p.name == "train_log.csv":
+            if p.name.endswith("_log.csv"):  # train_log.csv, pretrain_log.csv
                 rows = list(csv.DictReader(io.StringIO(data.decode())))
                 data = repr([{k: v for k, v in r.items() if k != "seconds"} for r in rows]).encode()
             out[str(p.relative_to(root))] = hashlib.md5(data).hexdigest()
