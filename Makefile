@@ -33,7 +33,7 @@ unit: install
 	$(PY) -m pytest -q -m "not integration" tests
 
 integration: install
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash .ci/integration.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" PYTHON=$(PY) bash .ci/slurm/integration.sh
 
 benchmark: install
 	$(PY) benchmarks/adapter_overhead.py

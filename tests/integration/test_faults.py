@@ -34,12 +34,13 @@ def fault_config(repo: Path) -> str:
 
 
 def snakemake(repo, target, stage, **kw):
-    return run(["snakemake", "--cores", "2", "--configfile", "config/fault.yaml", "--rerun-incomplete", target],
+    return run(["snakemake", target, "--cores", "2", "--configfile", "config/fault.yaml", "--rerun-incomplete"],
                repo, stage, **kw)
 
 
 def start(repo, target) -> subprocess.Popen:
-    return subprocess.Popen(["snakemake", "--cores", "2", "--configfile", "config/fault.yaml", target], cwd=repo,
+    # The target goes first: --configfile takes several values and would swallow it.
+    return subprocess.Popen(["snakemake", target, "--cores", "2", "--configfile", "config/fault.yaml"], cwd=repo,
                             env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
