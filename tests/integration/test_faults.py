@@ -57,6 +57,11 @@ def kill_when(proc: subprocess.Popen, ready, timeout=600) -> None:
     proc.wait()
 
 
+def unlock(repo) -> None:
+    """A killed Snakemake leaves its lock behind; `--unlock` is the documented first step of the rerun."""
+    run(["snakemake", "--unlock", "--cores", "1", "--configfile", "config/fault.yaml"], repo, "faults: unlock")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     repo = copy_checkout(tmp_path_factory.mktemp("fault-ref"))
@@ -76,6 +81,7 @@ def test_killed_training_resumes_from_its_checkpoint(reference, tmp_path):
     assert saved and saved[-1] < STEPS
     assert not (repo / CKPT).exists(), "a killed training job must leave no checkpoint output"
 
+    unlock(repo)
     snakemake(repo, EVAL, "faults: rerun after kill -9 of training", timeout=900)
     log = next((repo / "logs" / EXP / "train").rglob("seed0.log")).read_text()
     m = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", log)
@@ -111,5 +117,6 @@ def test_killed_evaluation_leaves_nothing_complete(reference, tmp_path):
     stray = [p.name for p in out.parent.iterdir() if not p.name.startswith(".")] if out.parent.exists() else []
     assert stray == [], f"visible leftovers of the killed evaluation: {stray}"
 
+    unlock(repo)
     snakemake(repo, EVAL, "faults: rerun after kill -9 of evaluation", timeout=900)
     assert (out / "metrics.json").read_bytes() == (reference / EVAL / "metrics.json").read_bytes()
