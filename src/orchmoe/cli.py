@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except OrchmoeError as e:
         print(f"orchmoe {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # unreadable input, read-only output folder, full disk: one line naming the path
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"orchmoe {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -55,6 +55,15 @@ class TrainConfig:
         for key in d:
             if key not in known:
                 raise ConfigError(f"train config: unknown field {key!r} (known: {', '.join(sorted(known))})")
+        ints = {"batch_size", "epochs", "grad_accum", "save_every", "log_every", "max_steps", "max_source_length",
+                "max_target_length"}
+        for key, value in d.items():
+            wanted = int if key in ints else float
+            optional = key in ("router_lr", "max_steps", "max_grad_norm")
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int,) if wanted is int else (int, float)):
+                raise ConfigError(f"train config: {key}={value!r} must be {'an integer' if wanted is int else 'a number'}")
         cfg = cls(**d)
         for name in ("lr", "batch_size", "epochs", "grad_accum", "save_every"):
             if not getattr(cfg, name) > 0:
