@@ -29,7 +29,7 @@ def ran_stages(out: str) -> set[str]:
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory):
     repo = copy_checkout(tmp_path_factory.mktemp("dvc"))
-    run(["snakemake", "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", "dvc_yaml", "dvc_yaml"], repo,
+    run(["snakemake", "dvc_yaml", "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", "dvc_yaml"], repo,
         "dvc: generate dvc.yaml for the CI config")
     # A clone is a git repository; experiments need a commit to branch from.
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],

@@ -141,6 +141,8 @@ BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
 DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
     f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]
 ]
+if any(b["source"] == "pretrain" for b in BASES.values()):  # the dvc "data" stage declares this folder as an out
+    DATA_TARGETS.append(f"{primitives_dir()}/manifest.json")
 DATA_TARGETS = sorted(set(DATA_TARGETS))
 
 

@@ -14,7 +14,9 @@ def _rel(p):
 
 
 CONFIG_FILE = _rel(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
-SNAKEMAKE_CMD = f"snakemake --cores all --configfile {CONFIG_FILE}"  # $SNAKEMAKE_PROFILE picks local or slurm
+# The target comes first: --configfile takes several values and would swallow a target written after it.
+def snakemake_cmd(target):
+    return f"snakemake {target} --cores all --configfile {CONFIG_FILE}"  # $SNAKEMAKE_PROFILE picks local or slurm
 
 
 def dvc_stages():
@@ -30,33 +32,33 @@ def dvc_stages():
                          if s["source"] == "domains"})
     model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2")})
     stages = {
-        "data": {"cmd": f"{SNAKEMAKE_CMD} data_all", "deps": data_deps,
+        "data": {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
                  "params": [{CONFIG_FILE: ["builtin", "suites"]}], "outs": [{o: {"persist": True}} for o in data_outs]},
     }
     if model_outs:
-        stages["models"] = {"cmd": f"{SNAKEMAKE_CMD} models_all",
+        stages["models"] = {"cmd": snakemake_cmd("models_all"),
                             "deps": common + ["workflow/rules/models.smk", "src/orchmoe/models"]
                             + ([primitives_dir()] if primitives_dir() in data_outs else []),
                             "params": [{CONFIG_FILE: ["bases"]}], "outs": [{o: {"persist": True}} for o in model_outs]}
     stages["train"] = {
-        "cmd": f"{SNAKEMAKE_CMD} train_all",
+        "cmd": snakemake_cmd("train_all"),
         "deps": common + ["workflow/rules/train.smk", "src/orchmoe/adapters", "src/orchmoe/training",
                           "src/orchmoe/models"] + suite_out + model_outs,
         "params": [{CONFIG_FILE: ["seeds", "methods", "train"]}],
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}
     stages["evaluate"] = {
-        "cmd": f"{SNAKEMAKE_CMD} evaluate_all",
+        "cmd": snakemake_cmd("evaluate_all"),
         "deps": common + ["workflow/rules/evaluate.smk", "src/orchmoe/training", "src/orchmoe/metrics"]
         + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
         "params": [{CONFIG_FILE: ["evaluate"]}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {
-        "cmd": f"{SNAKEMAKE_CMD} tables_all",
+        "cmd": snakemake_cmd("tables_all"),
         "deps": ["workflow/rules/aggregate.smk", "src/orchmoe/report"] + CHECKPOINTS + EVALS,
         "outs": [t for t in TABLES if t != summary], "metrics": [summary]}
     stages["figures"] = {
-        "cmd": f"{SNAKEMAKE_CMD} figures_all",
+        "cmd": snakemake_cmd("figures_all"),
         "deps": ["workflow/rules/report.smk", "src/orchmoe/report"] + data_outs + CHECKPOINTS + EVALS,
         "outs": FIGURES}
     plots = [f"{FIGURE_DIR}/{f}.png" for f in FIGURE_NAMES]
