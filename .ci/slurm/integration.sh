@@ -12,7 +12,7 @@ PY=${PYTHON:-.venv/bin/python}
 # A private basetemp: pytest prunes old runs under the shared one, which must not hit a suite in progress.
 ORCHMOE_REQUIRE_SLURM=1 OMP_NUM_THREADS=1 "$PY" -m pytest -q -p no:cacheprovider -m integration --durations=0 \
     --basetemp="${TMPDIR:-/tmp}/orchmoe-integration" \
-    tests/integration tests/test_bad_inputs.py "$@"
+    tests/integration tests/workflow/test_ci_pipeline.py tests/test_bad_inputs.py "$@"
 rc=$?
 echo "integration: cluster up $((up - start)) s, tests $(( $(date +%s) - up )) s, total $(( $(date +%s) - start )) s"
 exit $rc
