@@ -16,7 +16,10 @@ def _rel(p):
 CONFIG_FILE = _rel(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
 # The target comes first: --configfile takes several values and would swallow a target written after it.
 def snakemake_cmd(target):
-    return f"snakemake {target} --cores all --configfile {CONFIG_FILE}"  # $SNAKEMAKE_PROFILE picks local or slurm
+    # No mtime trigger: DVC restores files (pull, checkout, exp run) with fresh timestamps, and DVC's hashes already
+    # decide which phase runs; inside it Snakemake reruns jobs whose params, code or input set changed.
+    return (f"snakemake {target} --cores all --configfile {CONFIG_FILE}"  # $SNAKEMAKE_PROFILE picks local or slurm
+            " --rerun-triggers params code input software-env")
 
 
 def dvc_stages():

@@ -89,3 +89,15 @@ class Router(nn.Module):
         if w is None:
             raise RuntimeError(f"router {self.name}: no routing for this call (forward called outside the wrapper?)")
         return w
+
+
+class PromptRouter(Router):
+    """A block router that reads the block's prompt hidden states once per call (OrchMoE, MoA)."""
+
+    level = "sequence"
+    scope = "block"
+    reads_hidden = True
+    mix = "outputs"
+
+    def weights(self, x):
+        return self.cached()

@@ -18,7 +18,7 @@ from orchmoe.errors import DataError
 from orchmoe.io import md5_file
 
 from .prompts import build_prompt
-from .superni import split_short_task, write_suite
+from .superni import plan_split, write_suite
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +155,7 @@ def sample_domains(table_path, out_dir, n_train: int = 1000, n_eval: int = 100, 
         if not pairs:
             raise DataError(f"{where}: no row with a non-empty output")
         random.Random(f"{seed}:{name}").shuffle(pairs)
-        k_train, k_eval = split_short_task(len(pairs), n_train, n_eval)
-        if (k_train, k_eval) != (n_train, n_eval):
-            if strict:
-                raise DataError(f"{where}: {len(pairs)} usable rows, fewer than n_train + n_eval = "
-                                f"{n_train + n_eval} (strict sampling)")
-            short[name] = {"instances": len(pairs), "train": k_train, "eval": k_eval}
-            log.warning("%s: %d rows < %d requested; using %d train / %d eval",
-                        name, len(pairs), n_train + n_eval, k_train, k_eval)
+        k_train, k_eval = plan_split(len(pairs), n_train, n_eval, strict, where, name, short, unit="usable rows")
         rows = [{"id": i, "task": name, "task_id": domain_id, "domain": name, "domain_id": domain_id,
                  "prompt": build_prompt(d, x), "target": y, "references": [y]} for i, d, x, y in pairs]
         train += rows[:k_train]

@@ -96,6 +96,19 @@ def split_short_task(n: int, n_train: int, n_eval: int) -> tuple[int, int]:
     return n - share, share
 
 
+def plan_split(n: int, n_train: int, n_eval: int, strict: bool, where, name: str, short: dict,
+               unit: str = "instances") -> tuple[int, int]:
+    """`split_short_task`, plus the policy around it: an error under strict sampling, else recorded and warned."""
+    k_train, k_eval = split_short_task(n, n_train, n_eval)
+    if (k_train, k_eval) != (n_train, n_eval):
+        if strict:
+            raise DataError(f"{where}: {n} {unit}, fewer than n_train + n_eval = {n_train + n_eval} (strict sampling)")
+        short[name] = {"instances": n, "train": k_train, "eval": k_eval}
+        log.warning("%s: %d %s < %d requested; using %d train / %d eval", name, n, unit, n_train + n_eval,
+                    k_train, k_eval)
+    return k_train, k_eval
+
+
 def example(task: Task, task_id: int, inst: dict, num_pos_examples: int) -> dict:
     return {
         "id": inst["id"], "task": task.name, "task_id": task_id, "domain": None, "domain_id": -1,
@@ -157,14 +170,7 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
         task = tasks[name]
         order = list(task.instances)
         random.Random(f"{seed}:{name}").shuffle(order)
-        k_train, k_eval = split_short_task(len(order), n_train, n_eval)
-        if (k_train, k_eval) != (n_train, n_eval):
-            if strict:
-                raise DataError(f"{task.path}: {len(order)} instances, fewer than n_train + n_eval = "
-                                f"{n_train + n_eval} (strict sampling)")
-            short[name] = {"instances": len(order), "train": k_train, "eval": k_eval}
-            log.warning("%s: %d instances < %d requested; using %d train / %d eval",
-                        name, len(order), n_train + n_eval, k_train, k_eval)
+        k_train, k_eval = plan_split(len(order), n_train, n_eval, strict, task.path, name, short)
         train += [example(task, task_id, i, num_pos_examples) for i in order[:k_train]]
         evaluation += [example(task, task_id, i, num_pos_examples) for i in order[k_train:k_train + k_eval]]
     for name in unseen:

@@ -10,15 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..routing import Router, masked_rms_norm, mean_pool
+from ..routing import PromptRouter, masked_rms_norm, mean_pool
 
 
-class MoARouter(Router):
-    level = "sequence"
-    scope = "block"
-    reads_hidden = True
-    mix = "outputs"
-
+class MoARouter(PromptRouter):
     def __init__(self, cfg, d_model: int):
         super().__init__()
         self.router = nn.Linear(d_model, cfg.n_skills, bias=False)
@@ -50,5 +45,3 @@ class MoARouter(Router):
             return F.one_hot(probs.argmax(-1), S).float()
         return probs
 
-    def weights(self, x):
-        return self.cached()

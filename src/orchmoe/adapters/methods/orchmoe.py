@@ -11,16 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..routing import Router, masked_rms_norm, mean_pool
+from ..routing import PromptRouter, masked_rms_norm, mean_pool
 from .poly import gumbel_sigmoid_weights
 
 
-class OrchMoERouter(Router):
-    level = "sequence"
-    scope = "block"
-    reads_hidden = True
-    mix = "outputs"
-
+class OrchMoERouter(PromptRouter):
     def __init__(self, cfg, d_model: int):
         super().__init__()
         self.task_router = nn.Linear(d_model, cfg.n_abstract_tasks)  # W_task (d_k x T) + bias
@@ -44,8 +39,6 @@ class OrchMoERouter(Router):
         self.ctx.readout[self.name] = {"task_weights": w.detach()}
         return w @ alloc  # (B, S)
 
-    def weights(self, x):
-        return self.cached()
 
     def allocation(self) -> torch.Tensor:
         return gumbel_sigmoid_weights(self.skill_logits, False)
