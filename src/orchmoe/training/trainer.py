@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +147,14 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir)
     step, log_rows = 0, []
     ckpt = _latest_checkpoint(work)
+    if ckpt is not None and json.loads((ckpt / "state.json").read_text()).get("fingerprint") != fingerprint:
+        # the same job with changed config, seed or data (e.g. `dvc exp run -S train.lr=...`): its old state is
+        # stale, never resumed into the new run
+        log.warning("%s: checkpoint of a different run (config, seed or data changed); starting from step 0", ckpt)
+        for old in work.glob("step-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        ckpt = None
     if ckpt is not None:
-        meta = json.loads((ckpt / "state.json").read_text())
-        if meta.get("fingerprint") != fingerprint:
-            raise ConfigError(f"{ckpt}: checkpoint of a different run (config, seed or data differ); "
-                              f"delete {work} or choose another --work folder")
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         weights = load_file(str(ckpt / "adapters.safetensors"))
         params = dict(model.named_parameters())
@@ -160,7 +164,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        step = meta["step"]
+        step = json.loads((ckpt / "state.json").read_text())["step"]
         log_rows = json.loads((ckpt / "log.json").read_text())
         log.warning("resuming from %s (step %d of %d)", ckpt, step, total)
 
