@@ -1,5 +1,6 @@
-"""The reduced demo (config/ci.yaml) through Snakemake end to end, in a copy of the workflow: tables and figures
-exist and hold numbers, the HTML report builds, `orchmoe trace` walks one cell, a rerun has nothing to do.
+"""The reduced demo (config/ci.yaml) through the demo script (what `make demo` runs) end to end, in a copy of the
+workflow: tables and figures exist and hold numbers, the HTML report builds, `orchmoe trace` walks one cell, a rerun
+has nothing to do.
 Minutes of CPU: marked integration (`make integration` / CI=true)."""
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("ci"))
-    snakemake("--profile", "workflow/profiles/local", "--configfile", "config/ci.yaml", cwd=wf, timeout=1800)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "workflow/scripts/demo.sh", "config/ci.yaml"], cwd=wf, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"demo.sh failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert "workflow finished in" in proc.stdout and "Base model (no adapter)" in proc.stdout
     return wf
 
 
@@ -58,8 +63,7 @@ def test_trace_one_cell(ran):
 
 
 def test_report_and_nothing_left_to_do(ran):
-    snakemake("--configfile", "config/ci.yaml", "--report", "report.html", cwd=ran)
-    html = (ran / "report.html").read_text(errors="replace")
+    html = (ran / "results/report/ci.html").read_text(errors="replace")
     assert len(html) > 10000 and "<html" in html.lower()
     out = snakemake("-n", "--configfile", "config/ci.yaml", cwd=ran).stdout
     assert "Nothing to be done" in out

@@ -130,7 +130,6 @@ EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for
 EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
-REPORT_HTML = f"results/report/{EXP}.html"
 TABLE_NAMES = ["main", "params"]
 TABLES = [f"{TABLE_DIR}/{t}.{ext}" for t in TABLE_NAMES for ext in ("csv", "md", "tex")]
 TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]

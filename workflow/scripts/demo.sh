@@ -9,6 +9,7 @@ shift || true
 EXP=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['experiment'])" "$CONFIG")
 start=$(date +%s)
 snakemake --profile workflow/profiles/local --configfile "$CONFIG" "$@"
+mkdir -p results/report
 snakemake --profile workflow/profiles/local --configfile "$CONFIG" --report "results/report/$EXP.html"
 end=$(date +%s)
 echo
