@@ -79,6 +79,7 @@ def test_tables_hold_the_numbers(tree):
     md = (out / "main.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| s | eval | Base model (no adapter) | 0.00 ± 0.00")  # floor row first
+    assert [line.split(" | ")[2] for line in lines[1:]] == ["Base model (no adapter)", "LoRA", "OrchMoE", "MoA"]
     assert "| s | eval | LoRA | 45.00 ± 7.07 |" in md and md.rstrip().endswith("| 1 |")  # mean ± sd, seeds
     assert "45.00 $\\pm$ 7.07" in (out / "main.tex").read_text()
     params = pd.read_csv(out / "params.csv")
