@@ -34,7 +34,7 @@ def dvc_repo(tmp_path_factory):
     # A clone is a git repository; experiments need a commit to branch from.
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"]):
-        run(cmd, repo, "dvc: git init of the clone")
+        run(cmd, repo, f"dvc: {cmd[1] if cmd[1] != '-c' else 'commit'} (the clone as a git repository)")
     proc = run(["dvc", "repro"], repo, "dvc: dvc repro (CI config)", timeout=1800)
     return repo, proc.stdout + proc.stderr
 
