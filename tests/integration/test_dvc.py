@@ -32,9 +32,9 @@ def dvc_repo(tmp_path_factory):
     run(["snakemake", "dvc_yaml", "--cores", "1", "--configfile", CI_CONFIG, "--forcerun", "dvc_yaml"], repo,
         "dvc: generate dvc.yaml for the CI config")
     # A clone is a git repository; experiments need a commit to branch from.
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"]):
-        run(cmd, repo, f"dvc: {cmd[1] if cmd[1] != '-c' else 'commit'} (the clone as a git repository)")
+    for step, cmd in (("init", ["git", "init", "-q"]), ("add", ["git", "add", "-A"]),
+                      ("commit", ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"])):
+        run(cmd, repo, f"dvc: git {step} of the clone")
     proc = run(["dvc", "repro"], repo, "dvc: dvc repro (CI config)", timeout=1800)
     return repo, proc.stdout + proc.stderr
 

@@ -82,6 +82,8 @@ def test_tables_hold_the_numbers(tree):
     assert [line.split(" | ")[2] for line in lines[1:]] == ["Base model (no adapter)", "LoRA", "OrchMoE", "MoA"]
     assert "| s | eval | LoRA | 45.00 ± 7.07 |" in md and md.rstrip().endswith("| 1 |")  # mean ± sd, seeds
     assert "45.00 $\\pm$ 7.07" in (out / "main.tex").read_text()
+    params_md = [line for line in (out / "params.md").read_text().splitlines() if line.startswith("| tiny")]
+    assert [line.split(" | ")[1] for line in params_md] == ["LoRA", "OrchMoE", "MoA"]  # same order as the main table
     params = pd.read_csv(out / "params.csv")
     lora = params[params.run == "lora"].iloc[0]
     assert lora.trainable_params == 40 and lora.base_params == 1000 and lora.adapter_to_base_pct == 4.0
