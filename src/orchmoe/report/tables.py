@@ -1,9 +1,9 @@
 """Result tables (CSV + Markdown + LaTeX), built from the long table; never typed by hand.
 
 main:   the papers' main-results layout (OrchMoE Tables 1-3, MoA Tables 2-3): one block per suite x split, one row
-        per run (the "Base model (no adapter)" floor first), per base model EM / RougeL / RougeLsum as mean ± sd over
-        seeds, with the number of seeds.
-params: OrchMoE Table 4 / MoA Table 4 layout: trainable parameters and the adapter-to-base ratio per run.
+        per run (the "Base model (no adapter)" floor first, then the papers' method order: LoRA, MoE-LoRA, Poly, MHR,
+        OrchMoE, MoA), per base model EM / RougeL / RougeLsum as mean ± sd over seeds, with the number of seeds.
+params: OrchMoE Table 4 / MoA Table 4 layout: trainable parameters and the adapter-to-base ratio per run, same order.
 """
 from __future__ import annotations
 
