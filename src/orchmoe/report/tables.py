@@ -70,6 +70,12 @@ def _order(block: pd.DataFrame) -> list[str]:
     return sorted(method, key=lambda run: (rank.get(method[run], len(rank)), run))
 
 
+def _mean_sd(cell: pd.DataFrame) -> str:
+    """One seed has no sd: "—" rather than a misleading "± 0.00"."""
+    sd = f"{cell['sd'].iloc[0]:.2f}" if cell["n_seeds"].iloc[0] > 1 else "—"
+    return f"{cell['mean'].iloc[0]:.2f} ± {sd}"
+
+
 def main_table(agg: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (suite, split), block in agg.groupby(["suite", "split"], sort=True):
@@ -80,7 +86,7 @@ def main_table(agg: pd.DataFrame) -> pd.DataFrame:
                 for metric in SCORES:
                     cell = sel[(sel.base == base) & (sel.metric == metric)]
                     row[f"{base} {METRIC_LABELS[metric]}"] = (
-                        f"{cell['mean'].iloc[0]:.2f} ± {cell['sd'].iloc[0]:.2f}" if len(cell) else "–")
+                        _mean_sd(cell) if len(cell) else "–")
             row["Seeds"] = int(sel.n_seeds.max())
             rows.append(row)
     return pd.DataFrame(rows)
