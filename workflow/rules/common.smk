@@ -137,7 +137,7 @@ FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router
 FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
 FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("task_clustering", "router_diagnostics") for ext in ("csv", "md")]
 if SUITES[config.get("figures", {}).get("suite", list(SUITES)[0])]["source"] == "builtin":  # needs skills.json
-    FIGURES += [f"{FIGURE_DIR}/skill_recovery.{ext}" for ext in ("csv", "md")]
+    FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("skill_recovery", "routing_summary") for ext in ("csv", "md")]
 BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
 DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
     f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]

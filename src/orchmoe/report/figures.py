@@ -154,6 +154,10 @@ def build_figures(results, experiment: str, suite_dir, out_dir, skills_file=None
     router_accuracy(runs, out)
     from .study import router_diagnostics, skill_recovery_table
 
-    router_diagnostics(runs, out)
+    from .study import routing_summary
+
+    diagnostics = router_diagnostics(runs, out)
     if skills and skills.get("skills"):
-        skill_recovery_table([r for r in runs if r.suite == Path(suite_dir).name], manifest, skills["skills"], out)
+        suite_runs = [r for r in runs if r.suite == Path(suite_dir).name]
+        recovery = skill_recovery_table(suite_runs, manifest, skills["skills"], out)
+        routing_summary(suite_runs, recovery, diagnostics, out)

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     lr: float = 5e-5
     router_lr: float | None = None  # None = lr; mttl trains Poly routing logits at 0.1
-    task_router_lr: float | None = None  # OrchMoE's task router (a Linear on d-dim features); None = router_lr
+    # OrchMoE's task router (a Linear on d-dim features) trains at this lr; None = lr. router_lr is meant for
+    # allocation logits (T x S tables); on the task router it collapses w(X) to one abstract task (docs/methods.md)
+    task_router_lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     batch_size: int = 4
@@ -145,7 +147,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     # max_steps, when set, replaces epochs: that many optimiser steps, wrapping over reshuffled epochs
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
     optimizer = torch.optim.AdamW(model.param_groups(train_cfg.lr, train_cfg.router_lr, train_cfg.weight_decay,
-                                                     train_cfg.task_router_lr))
+                                                     train_cfg.task_router_lr or train_cfg.lr))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total), total)
 
     work = Path(work_dir)
