@@ -31,7 +31,8 @@ def _eval(d: Path, score: float, base_dir: Path, ckpt: Path | None, routed: bool
     mean = {"exact_match": score, "rougeL": score, "rougeLsum": score, "bleu": 1.0}
     if router_acc is not None:
         mean["router_accuracy"] = router_acc
-    write_json(d / "metrics.json", {"mean": mean, "n": 4})
+    write_json(d / "metrics.json", {"mean": mean, "n": 4, "per_task": {t: dict(mean, rougeL=score + i)
+                                                                       for i, t in enumerate(TASKS)}})
     inputs = {"data": {"path": "data/s/eval.jsonl", "md5": "d" * 32}, "base": {"path": str(base_dir), "md5": "b" * 32}}
     if ckpt:
         inputs["checkpoint"] = {"path": str(ckpt), "md5": "c" * 32}
@@ -135,3 +136,12 @@ def test_skill_recovery_router_diagnostics_and_routing_summary(tree):
     assert set(rec.method) == {"orchmoe", "moa"} and rec.spearman.between(-1, 1).all() and (rec.n_clusters == 3).all()
     summary = (out / "routing_summary.md").read_text()
     assert "| tiny | OrchMoE | 40.00 ± — |" in summary and "1 of 1 seeds" in summary
+
+
+def test_study_table_differences_to_lora_with_bootstrap_ci(tree):
+    root, res, _, _ = tree
+    build_tables(res, "t", root / "tables")
+    study = pd.read_csv(root / "tables" / "study.csv").set_index("Method")
+    assert study.loc["LoRA", "rougeL"] == "45.00 ± 7.07" and study.loc["OrchMoE", "rougeL"] == "40.00 ± —"
+    # OrchMoE seed 0 vs LoRA seed 0, task by task: the same scores -> a zero difference with a zero-width CI
+    assert study.loc["OrchMoE", "minus LoRA (95% CI)"] == "+0.00 [+0.00, +0.00]" and str(study.loc["OrchMoE", "pairs"]) == "4"

@@ -133,6 +133,7 @@ FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
 TABLES = [f"{TABLE_DIR}/{t}.{ext}" for t in TABLE_NAMES for ext in ("csv", "md", "tex")]
 TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]
+TABLES += [f"{TABLE_DIR}/study.{ext}" for ext in ("csv", "md")]  # seen vs held-out, CIs vs LoRA (report/study.py)
 FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy", "router_diagnostics"]
 FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
 FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("task_clustering", "router_diagnostics") for ext in ("csv", "md")]

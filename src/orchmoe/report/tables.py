@@ -124,6 +124,9 @@ def build_tables(results, experiment: str, out_dir) -> pd.DataFrame:
         summary.setdefault(f"{r.suite}/{r.split}", {}).setdefault(r.base, {}).setdefault(r.run, {})[r.metric] = round(
             float(r.mean), 4)
     write_json(out / "summary.json", summary)
+    from .study import study_table
+
+    study_table(runs, out)  # seen vs held-out, differences to LoRA with paired bootstrap CIs (report/study.py)
     return agg
 
 
