@@ -126,7 +126,9 @@ def splits(suite):
 CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
 # "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
 # evaluated too (MoA Table 2 reports them), on the whole suite.
-EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)]
+# Per-domain single LoRAs are MoA's ingredients: evaluated on the seen tasks only, not on held-out ones.
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)
+         if sp == "eval" or not RUNS[(s, b, r)]["domain"]]
 EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
