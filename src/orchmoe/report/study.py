@@ -98,10 +98,10 @@ def router_diagnostics(runs, out) -> pd.DataFrame:
     first_seed = min((r.seed for r, _ in logs), default=0)
     shown = [(r, df) for r, df in logs if r.seed == first_seed]
     bases = sorted({r.base for r, _ in shown}) or [""]
-    panels = ["weight_dist_uniform", "weight_spread", "weight_entropy", "grad_norm"]
+    panels = ["weight_dist_uniform", "weight_spread", "weight_entropy", "task_entropy", "grad_norm"]
     titles = {"weight_dist_uniform": "skill weights: distance from uniform (TV)",
               "weight_spread": "skill weights: sd across the batch", "weight_entropy": "skill weights: entropy / log S",
-              "grad_norm": "router gradient norm"}
+              "task_entropy": "OrchMoE task router w(X): entropy / log T", "grad_norm": "router gradient norm"}
     fig, axes = plt.subplots(len(bases), len(panels), figsize=(4 * len(panels), 3 * len(bases)), squeeze=False)
     for i, base in enumerate(bases):
         for j, key in enumerate(panels):
