@@ -50,6 +50,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-source-length", type=int, default=512)
     p.add_argument("--max-target-length", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="1: greedy (Tk-Instruct); mttl's NI runs use 4")
     p.add_argument("--seed", type=int, default=0, help="seed of the MoA comparison classifier")
     p.add_argument("--xlingual-tokenizer", default=None,
                    help="folder with the GPT-2 tokenizer files: score with the official xlingual track")
@@ -103,13 +104,15 @@ def _evaluate(args) -> None:
     from .provenance import write_run_json
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
+    if args.num_beams < 1:
+        raise ConfigError(f"--num-beams {args.num_beams}: must be at least 1")
     if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():
         raise ConfigError(f"{checkpoint}: not an adapter checkpoint (adapter_config.json missing)")
     base, tokenizer = load_base(base_spec(args.base))
     seed_everything(args.seed)
     rows, metrics = evaluate(base, tokenizer, args.data, args.split, checkpoint, args.batch_size,
                              args.max_source_length, args.max_target_length,
-                             xlingual_tokenizer=args.xlingual_tokenizer, seed=args.seed)
+                             xlingual_tokenizer=args.xlingual_tokenizer, seed=args.seed, num_beams=args.num_beams)
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.mkdir()
