@@ -317,13 +317,6 @@ def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, n_tra
     return manifest
 
 
-def _ids_by_task(rows: list[dict]) -> dict[str, list[str]]:
-    ids: dict[str, list[str]] = {}
-    for row in rows:
-        ids.setdefault(row["task"], []).append(row["id"])
-    return ids
-
-
 def write_suite(out_dir, manifest: dict, train: list, evaluation: list, unseen: list) -> None:
     """Write the three splits, then the manifest last: a suite without manifest.json is incomplete."""
     out_dir = Path(out_dir)
