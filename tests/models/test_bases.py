@@ -122,3 +122,12 @@ def test_pretrain_base_builds_the_glm_twin(tmp_path):
     assert model.config.model_type == "orchmoe_glm"
     assert main(["pretrain-base", "--arch", "glm", "--data", str(suite), "--out", str(tmp_path / "bad"),
                  "--d-model", "32", "--d-ff", "64"]) == 2
+
+
+def test_remote_code_class_follows_auto_map():
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig
+
+    glm = PretrainedConfig(auto_map={"AutoConfig": "configuration_glm.GLMConfig",
+                                     "AutoModelForSeq2SeqLM": "modeling_glm.GLMForConditionalGeneration"})
+    assert loading._model_class(glm) is AutoModelForSeq2SeqLM
+    assert loading._model_class(build_tiny("glm").config) is AutoModelForCausalLM
