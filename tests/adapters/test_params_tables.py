@@ -80,3 +80,19 @@ def test_params_cli_writes_the_rows_as_csv(tmp_path, capsys):
 def test_params_cli_bad_input(argv, match, capsys):
     assert main(["params", *argv]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_task_count_of_an_all_tasks_suite_comes_from_its_manifest(tmp_path, capsys):
+    config = _config("demo.yaml", {"orchmoe"})
+    config["bases"] = {"tiny-llama": config["bases"]["tiny-llama"]}
+    unknown = config_rows(config)[0]
+    assert unknown["run"] == "orchmoe" and unknown["trainable"] is None  # T unknown before sampling
+    row = config_rows(config, {"builtin": {"tasks": [f"t{i}" for i in range(19)]}})[0]
+    d, L = 128, 2
+    assert row["n_tasks"] == 19 and row["router"] == L * (d * 19 + 19 + 19 * 4)
+    suite = tmp_path / "data" / "demo" / "builtin"
+    suite.mkdir(parents=True)
+    (suite / "manifest.json").write_text('{"tasks": ["a", "b", "c"], "domains": []}')
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["params", "--config", str(tmp_path / "c.yaml"), "--data-root", str(tmp_path / "data")]) == 0
+    assert f"{L * (d * 3 + 3 + 3 * 4):,}" in capsys.readouterr().out

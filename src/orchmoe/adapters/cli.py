@@ -13,6 +13,9 @@ def register(sub) -> None:
                         "(needed with --architecture / --model-config)")
     p.add_argument("--target-modules", nargs="+", help="default: q k v (T5) or q_proj k_proj v_proj")
     p.add_argument("--n-tasks", type=int, default=100)
+    p.add_argument("--data-root", default="data/processed",
+                   help="with --config: sampled suites (<root>/<experiment>/<suite>/manifest.json) give T for "
+                        "suites with n_tasks: all")
     p.add_argument("--out", help="also write the rows as CSV (atomically)")
     p.set_defaults(func=_params)
 
@@ -50,7 +53,13 @@ def _params(args) -> None:
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {path}: file not found")
-        rows = config_rows(yaml.safe_load(path.read_text()))
+        config = yaml.safe_load(path.read_text())
+        manifests = {}
+        for suite in config.get("suites", {}):
+            file = Path(args.data_root) / str(config.get("experiment")) / suite / "manifest.json"
+            if file.is_file():
+                manifests[suite] = json.loads(file.read_text())
+        rows = config_rows(config, manifests)
     else:
         if not args.method:
             raise ConfigError("--method is needed with --architecture / --model-config")

@@ -39,15 +39,20 @@ def _sweep(entry: dict):
         yield point, "".join(f"-{k}{v}" for k, v in point.items())
 
 
-def config_rows(config: dict) -> list[dict]:
-    """One row per method entry x suite x base x sweep point (a per-domain entry: one domain's LoRA)."""
+def config_rows(config: dict, manifests: dict | None = None) -> list[dict]:
+    """One row per method entry x suite x base x sweep point (a per-domain entry: one domain's LoRA).
+
+    The task count T of a suite is its `n_tasks`, or, for `n_tasks: all`, the sampled suite's manifest
+    (`manifests`: suite -> manifest.json contents); without either, routed methods' rows carry no counts."""
     fields = set(AdapterConfig.__dataclass_fields__)
     suites, bases, rows, layouts = config.get("suites", {}), config.get("bases", {}), [], {}
+    manifests = manifests or {}
     for name, entry in config.get("methods", {}).items():
         for suite in entry.get("suites", list(suites)):
-            s = suites[suite]
-            n_tasks = s.get("n_tasks") if isinstance(s.get("n_tasks"), int) else None
-            domains = entry.get("domains", s.get("domains", []))
+            s, manifest = suites[suite], manifests.get(suite) or {}
+            n_tasks = len(manifest["tasks"]) if manifest.get("tasks") else (
+                s.get("n_tasks") if isinstance(s.get("n_tasks"), int) else None)
+            domains = entry.get("domains", manifest.get("domains") or s.get("domains", []))
             for base in entry.get("bases", list(bases)):
                 spec = bases[base]
                 if base not in layouts:
@@ -61,6 +66,11 @@ def config_rows(config: dict) -> list[dict]:
                         adapter.setdefault("n_tasks", n_tasks)
                     if adapter.get("method") == "moa" and domains:
                         adapter.setdefault("n_skills", len(domains))
+                    if adapter.get("method") in ("poly", "mhr", "orchmoe") and adapter.get("n_tasks") is None:
+                        rows.append({k: None for k in COLUMNS} | {  # T unknown until the suite is sampled
+                            "experiment": config.get("experiment"), "suite": suite, "base": base,
+                            "run": name + suffix, "method": adapter["method"]})
+                        continue
                     cfg = AdapterConfig.from_dict(adapter)
                     row = {"experiment": config.get("experiment"), "suite": suite, "base": base,
                            "architecture": getattr(layout, "orchmoe_architecture", None) if layout else None,
