@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--d-ff", type=int, default=256)
+    p.add_argument("--d-ff", type=int, default=None, help="default: 2 x d-model (glm: 4 x d-model, its layout)")
     p.set_defaults(func=_pretrain)
 
 

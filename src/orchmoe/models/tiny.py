@@ -30,7 +30,8 @@ def byte_tokenizer(padding_side: str = "right") -> ByT5Tokenizer:
 
 def tiny_config(arch: str, d_model: int = 64, n_layers: int = 2, n_heads: int = 4, d_ff: int | None = None,
                 vocab_size: int = BYTE_VOCAB, max_positions: int = 512):
-    d_ff = 2 * d_model if d_ff is None and arch != "glm" else d_ff if d_ff is not None else 4 * d_model
+    if d_ff is None:
+        d_ff = (4 if arch == "glm" else 2) * d_model
     if arch == "t5":
         return T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // n_heads, d_ff=d_ff,
                         num_layers=n_layers, num_decoder_layers=n_layers, num_heads=n_heads,
