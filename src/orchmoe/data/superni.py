@@ -248,24 +248,25 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
             row["domain_id"] = domains.index(row["domain"])
         return row
 
+    params = {"n_tasks": n_tasks, "n_train": n_train, "n_eval": n_eval, "n_unseen": n_unseen,
+              "n_unseen_eval": n_unseen_eval, "english_only": english_only, "train_split_only": train_split_only,
+              "num_pos_examples": num_pos_examples, "prompt_format": prompt_format,
+              "split_file": str(split_file) if split_file else None}
     out_dir = Path(out_dir)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a suite without manifest.json is incomplete
     created = not out_dir.exists()
     try:
-        return _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, n_train, n_eval, n_unseen_eval,
-                               strict, num_pos_examples, prompt_format, {
-            "n_tasks": n_tasks, "n_train": n_train, "n_eval": n_eval, "n_unseen": n_unseen,
-            "n_unseen_eval": n_unseen_eval, "english_only": english_only, "train_split_only": train_split_only,
-            "num_pos_examples": num_pos_examples, "prompt_format": prompt_format,
-            "split_file": str(split_file) if split_file else None})
+        return _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, strict, params)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a bad task file met while streaming leaves nothing behind
         raise
 
 
-def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, n_train, n_eval, n_unseen_eval, strict,
-                    num_pos_examples, prompt_format, params) -> dict:
+def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, strict, params) -> dict:
+    """Read the chosen task files one at a time, stream their rows into the three splits, then the manifest."""
+    n_train, n_eval, n_unseen_eval = params["n_train"], params["n_eval"], params["n_unseen_eval"]
+    num_pos_examples, prompt_format = params["num_pos_examples"], params["prompt_format"]
     counts = {"train": 0, "eval": 0, "unseen": 0}
     ids = {"train": {}, "eval": {}, "unseen": {}}
     short, sources = {}, {}
