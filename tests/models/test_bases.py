@@ -131,3 +131,16 @@ def test_remote_code_class_follows_auto_map():
                                      "AutoModelForSeq2SeqLM": "modeling_glm.GLMForConditionalGeneration"})
     assert loading._model_class(glm) is AutoModelForSeq2SeqLM
     assert loading._model_class(build_tiny("glm").config) is AutoModelForCausalLM
+
+
+def test_baichuan_twin_packs_qkv_and_equals_the_llama_it_was_built_from(tmp_path):
+    """W_pack holds q | k | v of the same-seed LLaMA, so the outputs are the LLaMA's; save/load keeps W_pack."""
+    packed, llama = build_tiny("baichuan", seed=2), build_tiny("llama", seed=2)
+    names = {n for n, _ in packed.named_modules()}
+    assert "model.layers.0.self_attn.W_pack" in names and "model.layers.0.self_attn.q_proj" not in names
+    ids = torch.tensor([[5, 6, 7, 8, 1]])
+    torch.testing.assert_close(packed(input_ids=ids).logits, llama(input_ids=ids).logits)
+    packed.save_pretrained(tmp_path / "b")
+    byte_tokenizer().save_pretrained(tmp_path / "b")
+    again, _ = load_base(tmp_path / "b")
+    assert torch.equal(again(input_ids=ids).logits, packed(input_ids=ids).logits)

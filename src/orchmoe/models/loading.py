@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from orchmoe.errors import ConfigError
 
-from . import glm  # noqa: F401  registers the GLM layout (model_type orchmoe_glm) with the Auto classes
+from . import baichuan, glm  # noqa: F401  register the GLM and Baichuan layouts with the Auto classes
 
 
 def _model_class(config):

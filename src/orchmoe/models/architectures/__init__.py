@@ -1,9 +1,8 @@
 """The architecture config.json of each paper base (a few KB each), so parameter tables need no weights.
 
 `load_architecture("glm-10b")` returns a transformers config; `build_on_meta(config)` builds the model on the meta
-device (no memory). A file may carry `orchmoe_fuse: {fused: [a, b, c]}`: for layouts transformers has no class for
-(Baichuan-7B's W_pack), the named linears of each block are replaced by one fused linear, on the meta device only.
-Keys starting with "_" are notes (the source of the numbers).
+device (no memory). Layouts transformers has no class for are native here: GLM (`orchmoe/models/glm.py`) and
+Baichuan-7B (`orchmoe/models/baichuan.py`). Keys starting with "_" are notes (the source of the numbers).
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ def names() -> list[str]:
 def load_architecture(name: str):
     from transformers import AutoConfig
 
-    from .. import glm  # noqa: F401  registers model_type orchmoe_glm
+    from .. import baichuan, glm  # noqa: F401  register model_type orchmoe_glm / orchmoe_baichuan
 
     path = HERE / f"{name}.json"
     if not path.is_file():
@@ -39,25 +38,14 @@ def load_architecture(name: str):
     return config
 
 
-def _fuse(model: nn.Module, fuse: dict) -> None:
-    for fused, parts in fuse.items():
-        for parent in [m for m in model.modules() if all(isinstance(getattr(m, p, None), nn.Linear) for p in parts)]:
-            linears = [getattr(parent, p) for p in parts]
-            setattr(parent, fused, nn.Linear(linears[0].in_features, sum(l.out_features for l in linears),
-                                             bias=linears[0].bias is not None))
-            for p in parts:
-                delattr(parent, p)
-
-
 def build_on_meta(config) -> nn.Module:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from .. import glm  # noqa: F401
+    from .. import baichuan, glm  # noqa: F401
 
     cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
     with torch.device("meta"):
         model = cls.from_config(config)
-        _fuse(model, getattr(config, "orchmoe_fuse", None) or {})
         head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
         if getattr(config, "orchmoe_untied_head", False) and head.weight is embeddings.weight:
             model.set_output_embeddings(nn.Linear(head.in_features, head.out_features, bias=False))
