@@ -144,3 +144,14 @@ def test_baichuan_twin_packs_qkv_and_equals_the_llama_it_was_built_from(tmp_path
     byte_tokenizer().save_pretrained(tmp_path / "b")
     again, _ = load_base(tmp_path / "b")
     assert torch.equal(again(input_ids=ids).logits, packed(input_ids=ids).logits)
+
+
+def test_run_json_records_a_fetched_base_by_its_fetch_record(tmp_path):
+    from orchmoe.training.cli import base_input
+
+    _model_dir(tmp_path / "src")
+    fetch_mod.fetch_base({"path": str(tmp_path / "src")}, tmp_path / "fetched")
+    spec = json.dumps({"source": "path", "path": str(tmp_path / "fetched"), "trust_remote_code": True})
+    assert base_input(spec) == base_input(str(tmp_path / "fetched")) == tmp_path / "fetched" / "fetch.json"
+    assert base_input(str(tmp_path / "src")) == tmp_path / "src"
+    assert base_input('{"source": "tiny", "arch": "glm"}') is None and base_input("THUDM/glm-10b") is None
