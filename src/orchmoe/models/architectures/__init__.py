@@ -47,7 +47,7 @@ def build_on_meta(config) -> nn.Module:
     with torch.device("meta"):
         model = cls.from_config(config)
         head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
-        if getattr(config, "orchmoe_untied_head", False) and head.weight is embeddings.weight:
+        if getattr(config, "orchmoe_untied_head", False) and head is not None and head.weight is embeddings.weight:
             model.set_output_embeddings(nn.Linear(head.in_features, head.out_features, bias=False))
     return model
 
