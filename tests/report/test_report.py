@@ -41,7 +41,7 @@ def _eval(d: Path, score: float, base_dir: Path, ckpt: Path | None, routed: bool
 
 def _ckpt(d: Path, method: str, n: int, data_dir: Path):
     d.mkdir(parents=True)
-    save_file({"w": torch.zeros(n)}, str(d / "adapter_model.safetensors"))
+    save_file({"w": torch.zeros(n)}, str(d / "orchmoe_adapter.safetensors"))
     (d / "train_log.csv").write_text("step,epoch,loss,lm_loss\n1,0,2.0,2.0\n2,0,1.0,1.0\n")
     write_json(d / "run.json", {"seed": 0, "git": {"commit": "abc", "dirty": False},
                                 "config": {"adapter": {"method": method, "rank": 2}, "train": {"lr": 0.1}},
@@ -111,7 +111,7 @@ def test_trace_walks_down_to_data_and_base(tree, monkeypatch):
     lines = trace(root / "tables", "tiny", "orchmoe", "rougeLsum", lock_file=lock)
     text = "\n".join(lines)
     assert "= 40.0" in lines[0]
-    assert f"md5={md5_file(ck / 'adapter_model.safetensors')}" in text
+    assert f"md5={md5_file(ck / 'orchmoe_adapter.safetensors')}" in text
     assert "stage train: out" in text and "md5=1234.dir" in text
     assert "source       task1_a_x md5=" + "e" * 32 in text
     assert "base model" in text and "b" * 32 in text

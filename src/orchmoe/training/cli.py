@@ -102,9 +102,11 @@ def _evaluate(args) -> None:
     from .evaluate import evaluate
     from .provenance import write_run_json
 
+    from orchmoe.adapters.model import CONFIG_NAME
+
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
-    if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():
-        raise ConfigError(f"{checkpoint}: not an adapter checkpoint (adapter_config.json missing)")
+    if checkpoint and not (Path(checkpoint) / CONFIG_NAME).is_file():
+        raise ConfigError(f"{checkpoint}: not an adapter checkpoint ({CONFIG_NAME} missing)")
     base, tokenizer = load_base(base_spec(args.base))
     seed_everything(args.seed)
     rows, metrics = evaluate(base, tokenizer, args.data, args.split, checkpoint, args.batch_size,
