@@ -84,9 +84,16 @@ def test_tables_hold_the_numbers(tree):
     assert "45.00 $\\pm$ 7.07" in (out / "main.tex").read_text()
     params_md = [line for line in (out / "params.md").read_text().splitlines() if line.startswith("| tiny")]
     assert [line.split(" | ")[1] for line in params_md] == ["LoRA", "OrchMoE", "MoA"]  # same order as the main table
-    params = pd.read_csv(out / "params.csv")
-    lora = params[params.run == "lora"].iloc[0]
-    assert lora.trainable_params == 40 and lora.base_params == 1000 and lora.adapter_to_base_pct == 4.0
+    tex = (out / "main.tex").read_text()
+    assert "\\caption{Experiment t: mean $\\pm$ sd" in tex and "\\label{tab:t-main}" in tex
+    main = pd.read_csv(out / "main.csv")  # the same wide shape as main.md
+    assert list(main.columns) == [c.strip() for c in lines[0].strip("| ").split(" | ")]
+    assert main[main.Method == "LoRA"].iloc[0]["tiny RougeLsum"] == "45.00 ± 7.07"
+    params = pd.read_csv(out / "params.csv", dtype=str)
+    lora = params[params.Method == "LoRA"].iloc[0]
+    assert (lora["Trainable params"], lora["Base params"], lora["Adapter / base (%)"]) == ("40", "1,000", "4.000")
+    long = pd.read_csv(out / "metrics_long.csv")
+    assert set(long.seed) == {0, 1} and "bleu" in set(long.metric)
     assert json.loads((out / "summary.json").read_text())["s/eval"]["tiny"]["moa"]["router_accuracy"] == 75.0
     assert floor_gaps(agg)["s/eval/tiny/orchmoe"] == 40.0
 
