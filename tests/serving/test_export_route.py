@@ -67,6 +67,8 @@ def test_orchmoe_recipe_export_all_route_load(tmp_path, suite, capsys):
     assert main(["route", "--run", str(run_dir), "--prompt", prompt, "--exports", str(exports)]) == 0
     picked = json.loads(capsys.readouterr().out)
     assert picked["adapter"] in tasks and picked["path"] == str(exports / picked["adapter"])
+    assert main(["route", "--run", str(run_dir), "--prompt", prompt]) == 0  # profiles computed, not read: same pick
+    assert json.loads(capsys.readouterr().out)["adapter"] == picked["adapter"]
     run = open_run(run_dir)
     batch = run.collate([{"prompt": prompt}])
     chosen = _peft_logits(run, picked["path"], batch)  # the chosen LoRA serves the prompt in plain PEFT

@@ -55,14 +55,14 @@ def _index(names: list, name: str, what: str, where) -> int:
     return names.index(name)
 
 
-def _task_profiles(run, split: str, max_prompts: int) -> tuple[dict, dict]:
-    """OrchMoE: each task's mean routing over its prompts, and how far single prompts stray from it."""
+def _task_profiles(run, split: str, max_prompts: int, only=None) -> tuple[dict, dict]:
+    """OrchMoE: each task's (or each of `only`'s) mean routing over its prompts, and how far single prompts stray."""
     from orchmoe.io import md5_file
 
     prompts, file = run.task_prompts(split, max_prompts)
     profiles = {}
     for task, ps in prompts.items():
-        if not ps:
+        if not ps or (only is not None and task not in only):
             continue
         w, _ = run.routing(ps)
         mean = {g: v.mean(0) for g, v in w.items()}
@@ -107,7 +107,7 @@ def _plan(run, args) -> dict:
         for name in chosen:
             d = _index(domains, name, "domain", where)
             plan[name if args.all_tasks else ""] = (lambda d=d: ex.mixed_layers(model, one_hot(d)),
-                                                    {"domain": name, "domain_id": d, "routing": f"one-hot skill {d}"})
+                                                    {"domain": name, "domain_id": d, "routing": _lists(one_hot(d))})
         return plan
     if args.domain:
         raise ConfigError(f"export --domain: method {method!r} has no domains (moa only)")
@@ -128,7 +128,7 @@ def _plan(run, args) -> dict:
             plan[name if args.all_tasks else ""] = (lambda t=t: ex.task_layers(model, t),
                                                     {"task": name, "task_id": t, "routing": alloc})
         return plan
-    profiles, shared = _task_profiles(run, args.split, args.max_prompts)
+    profiles, shared = _task_profiles(run, args.split, args.max_prompts, only=ids)
     for name, t in ids.items():
         if name not in profiles:
             raise ConfigError(f"--task {name!r}: no prompts of it in the {args.split!r} split of {where}")
