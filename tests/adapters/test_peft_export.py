@@ -76,6 +76,22 @@ def test_orchmoe_prompt_routing_is_one_lora_of_rank_S_times_r(tmp_path, arch):
     _close(_peft(arch, tmp_path / "p")(**x).logits, model(**x).logits)
 
 
+def test_layers_of_different_rank_use_peft_rank_pattern(tmp_path, monkeypatch):
+    """Block 0 mixes two skills, block 1 all four: ranks 2r and 4r in one PEFT folder (rank_pattern, alpha_pattern)."""
+    model = _trained("llama", "orchmoe", alpha=8.0)
+    fixed = {"model__layers__0": torch.tensor([[0.5, 0.5, 0.0, 0.0]]), "model__layers__1": torch.full((1, 4), 0.25)}
+    for key, router in model.block_routers.items():  # the routing the model itself then runs with
+        monkeypatch.setattr(router, "route_features", lambda features, w=fixed[key]: w.expand(features.shape[0], -1))
+    ex.write_peft_lora(tmp_path / "p", model, ex.mixed_layers(model, {k: v[0] for k, v in fixed.items()}),
+                       model.cfg.scaling)
+    config = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (8, 16.0)  # 3 layers each: the first layer's rank
+    assert config["rank_pattern"] == {f"model.layers.1.self_attn.{m}": 16 for m in ("k_proj", "q_proj", "v_proj")}
+    assert set(config["alpha_pattern"].values()) == {32.0}
+    x = inputs("llama")
+    _close(_peft("llama", tmp_path / "p")(**x).logits, model(**x).logits)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_moa_domain_is_its_rank_r_lora(tmp_path, arch):
     model = _trained(arch, "moa")

@@ -2,7 +2,7 @@
 
 Sequence-level routing makes every routed method exportable exactly as one plain LoRA per routing decision:
 with output mixing (OrchMoE, MoA) sum_s w_s B_s A_s x is one LoRA of rank S*r (the A's stacked, each B scaled by
-its weight; skills with weight 0 everywhere are dropped, so a MoA domain is a rank-r LoRA); with weight mixing
+its weight; skills with weight 0 are dropped, so a MoA domain is a rank-r LoRA); with weight mixing
 (Poly, MHR) the task's merged A = sum_s w_s A_s and B = sum_s w_s B_s (per split for MHR) are a plain rank-r LoRA.
 Scaling travels as PEFT's lora_alpha = scaling * r, so PEFT's alpha / r gives back the same factor.
 
@@ -12,6 +12,7 @@ routing weights, md5s) goes into a sidecar, `orchmoe_export.json`, that PEFT and
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -59,11 +60,10 @@ def _write(path, config: dict, state: dict, meta: dict | None) -> Path:
 
 
 def write_peft_lora(path, model, layers: dict, scaling: float, meta: dict | None = None) -> Path:
-    """layers: {module name: (A (r, d_in), B (d_out, r))}, one rank for all; scaling: the factor on B A x."""
-    ranks = {A.shape[0] for A, _ in layers.values()}
-    if len(ranks) != 1:
-        raise ConfigError(f"write_peft_lora: layers have different ranks {sorted(ranks)}")
-    r = ranks.pop()
+    """layers: {module name: (A (r, d_in), B (d_out, r))}; scaling: the factor on B A x. Layers whose rank differs
+    from the most common one get PEFT's rank_pattern / alpha_pattern (keys: full module names)."""
+    ranks = {name: A.shape[0] for name, (A, _) in layers.items()}
+    r = Counter(ranks.values()).most_common(1)[0][0]
     state = {}
     for name, (A, B) in layers.items():
         state[f"base_model.model.{name}.lora_A.weight"] = A
@@ -71,6 +71,10 @@ def write_peft_lora(path, model, layers: dict, scaling: float, meta: dict | None
     config = {**_common_config(model), "peft_type": "LORA", "r": r, "lora_alpha": scaling * r, "bias": "none",
               "lora_dropout": model.cfg.dropout,
               "fan_in_fan_out": any(isinstance(layer.base, Conv1D) for layer in model.adapted.values())}
+    other = {name: k for name, k in sorted(ranks.items()) if k != r}
+    if other:
+        config["rank_pattern"] = other
+        config["alpha_pattern"] = {name: scaling * k for name, k in other.items()}
     return _write(path, config, state, meta)
 
 
@@ -98,14 +102,13 @@ def task_layers(model, task_id: int) -> dict:
 
 @torch.no_grad()
 def mixed_layers(model, weights: dict) -> dict:
-    """Output mixing with one weight vector (S,) per router group: sum_s w_s B_s A_s = [w_s B_s]_s [A_s]_s.
-
-    Skills whose weight is 0 in every group are dropped (one rank for every layer, as PEFT needs)."""
-    keep = torch.stack([w.abs() for w in weights.values()]).amax(0) > 0
+    """Output mixing with one weight vector (S,) per router group: sum_s w_s B_s A_s = [w_s B_s]_s [A_s]_s, over the
+    skills with a nonzero weight in that layer's group (a MoA domain: rank r; OrchMoE: rank S*r)."""
     out = {}
     for name, layer in model.adapted.items():
         bank = layer.bank
         w = weights[layer._shared_router[0].name].to(bank.lora_B.dtype)
+        keep = w != 0
         A = bank.lora_A[keep].flatten(0, 1)  # (k*r, d_in)
         B = (bank.lora_B * w[:, None, None])[keep].permute(1, 0, 2).flatten(1)  # (d_out, k*r)
         out[name] = (A, B)
