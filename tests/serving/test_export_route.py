@@ -118,3 +118,21 @@ def test_moa_exports_one_rank_r_lora_per_domain(tmp_path, suite, capsys):
     assert all(p["adapter"] in domains and (tmp_path / "d" / p["adapter"]).is_dir() for p in picks)
     assert main(["export", str(run_dir), "--out", str(tmp_path / "x"), "--task", "anything"]) == 2
     assert "moa routes by domain" in capsys.readouterr().err
+
+
+def test_moe_lora_exports_single_experts_only(tmp_path, suite, capsys):
+    run_dir = _train(tmp_path, suite, "llama", "moe_lora", n_skills=2)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "x")]) == 2
+    assert "moe_lora routes every token" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "e1"), "--skill", "1"]) == 0
+    meta = json.loads((tmp_path / "e1" / "orchmoe_export.json").read_text())
+    assert meta["merged_from"] == {"skill": 1} and meta["exact"] == "one expert, not the mixture"
+    run = open_run(run_dir)
+    batch = run.collate(read_jsonl(suite / "eval.jsonl")[:2])
+    with torch.no_grad():  # keep only expert 1 under a zero gate (every expert 1/S): the expert alone, times S
+        for layer in run.model.adapted.values():
+            layer.router.gate.weight.zero_()
+            layer.bank.lora_B[0].zero_()
+            layer.bank.lora_B[1] *= 2
+    torch.testing.assert_close(_peft_logits(run, tmp_path / "e1", batch), _logits(run.model, batch), rtol=1e-4,
+                               atol=1e-5)

@@ -84,7 +84,7 @@ def _plan(run, args) -> dict:
     where = run.data or run.path
     if args.skill is not None:
         return {"": (lambda: ex.skill_layers(model, args.skill), {"skill": args.skill})}
-    if method == "moe_lora" and (args.task or args.domain or args.all_tasks or args.prompt):
+    if method == "moe_lora":
         raise ConfigError("export: moe_lora routes every token, so no single LoRA equals it; export an expert "
                           "with --skill N")
     if args.prompt is not None:
@@ -119,7 +119,7 @@ def _plan(run, args) -> dict:
     if chosen is None:
         if method in ("poly", "mhr"):
             return {"": (None, {})}  # PEFT's Poly folder
-        raise ConfigError(f"export: an {method} run exports one LoRA per task: pass --task, --all-tasks or --prompt")
+        raise ConfigError(f"export: a {method} run exports one LoRA per task: pass --task, --all-tasks or --prompt")
     ids = {name: _index(tasks, name, "task", where) for name in chosen}
     plan = {}
     if method in ("poly", "mhr"):
