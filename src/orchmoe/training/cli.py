@@ -95,14 +95,13 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from orchmoe.adapters.model import CONFIG_NAME
     from orchmoe.io import atomic_path, write_json, write_jsonl
     from orchmoe.models.loading import load_base
     from orchmoe.seeding import seed_everything
 
     from .evaluate import evaluate
     from .provenance import write_run_json
-
-    from orchmoe.adapters.model import CONFIG_NAME
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
     if checkpoint and not (Path(checkpoint) / CONFIG_NAME).is_file():
