@@ -118,7 +118,7 @@ def test_regex_targets_export_the_same_modules(tmp_path):
     x = inputs("t5")
     _close(loaded(**x).logits, model(**x).logits)
     plain = _trained("llama", "lora")
-    assert ex.peft_target_modules(plain) == ["k_proj", "q_proj", "v_proj"]  # leaf names when they are exact
+    assert ex.peft_target_modules(plain, plain.adapted) == ["k_proj", "q_proj", "v_proj"]  # leaf names when they are exact
 
 
 def test_peft_lora_folders_initialise_moa_skills(tmp_path):
@@ -139,3 +139,37 @@ def test_peft_lora_folders_initialise_moa_skills(tmp_path):
         adapted("llama", "moa", rank=2).init_skills_from(folders)
     with pytest.raises(ConfigError, match=rf"{tmp_path}/hub0: its LoRA modules differ"):
         adapted("llama", "moa", target_modules=["q_proj", "o_proj"]).init_skills_from(folders)
+
+
+@pytest.mark.parametrize("method", ["lora", "orchmoe"])
+def test_fused_slices_export_as_one_lora_on_the_fused_linear(tmp_path, method):
+    """GPT-2's c_attn as q, k, v slices: one PEFT LoRA of rank 3r on c_attn (B block-diagonal), c_proj at rank r."""
+    model = _trained("gpt2", method, target_modules=["c_attn:q,k,v", "c_proj"])
+    if method == "lora":
+        layers = ex.skill_layers(model, 0)
+    else:
+        x = inputs("gpt2", batch=1, pad_first=0)
+        batch = {**x, "prompt_mask": x["attention_mask"], "task_ids": torch.tensor([-1]),
+                 "domain_ids": torch.tensor([-1])}
+        layers = ex.mixed_layers(model, {g: w[0] for g, w in ex.prompt_routing(model, batch)[0].items()})
+    ex.write_peft_lora(tmp_path / "p", model, layers, model.cfg.scaling)
+    config = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
+    S = model.cfg.n_skills
+    assert config["target_modules"] == ["c_attn", "c_proj"] and config["fan_in_fan_out"]
+    ranks = {config["r"], *config.get("rank_pattern", {}).values()}
+    assert ranks == {4 * S, 3 * 4 * S}
+    x = inputs("gpt2", batch=1, pad_first=0)
+    _close(_peft("gpt2", tmp_path / "p")(**x).logits, model(**x).logits)
+
+
+def test_a_peft_lora_on_a_fused_linear_initialises_its_slices(tmp_path):
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False, fan_in_fan_out=True)
+    torch.manual_seed(0)
+    peft.get_peft_model(build_tiny("gpt2"), cfg).save_pretrained(tmp_path / "hub")
+    moa = adapted("gpt2", "moa", target_modules=["c_attn:q,k,v"]).eval()
+    moa.init_skills_from([tmp_path / "hub"] * 4)
+    with torch.no_grad():
+        for r in moa.block_routers.values():
+            r.router.weight.zero_()
+    x = inputs("gpt2")
+    _close(moa(**x).logits, _peft("gpt2", tmp_path / "hub")(**x).logits)

@@ -27,10 +27,33 @@ PEFT_WEIGHTS = "adapter_model.safetensors"
 SIDECAR = "orchmoe_export.json"
 
 
-def peft_target_modules(model) -> list[str]:
-    """The adapted modules as PEFT's target_modules: leaf names where they select exactly the adapted set (PEFT
+def fused_parent(model, name: str):
+    """The fused linear a slice LoRA belongs to (target 'query_key_value:q,k,v'), or None for a plain linear."""
+    parent = name.rpartition(".")[0]
+    module = model.base_model.get_submodule(parent) if parent else None
+    return module if getattr(module, "slice_names", None) else None
+
+
+def peft_layers(model, layers: dict) -> dict:
+    """PEFT adapts whole modules: the slice LoRAs of a fused linear become one LoRA on it, exactly: A stacked,
+    B block-diagonal (slice i's update lands in output block i)."""
+    out, fused = {}, {}
+    for name, AB in layers.items():
+        if fused_parent(model, name) is None:
+            out[name] = AB
+        else:
+            parent, _, piece = name.rpartition(".")
+            fused.setdefault(parent, {})[piece] = AB
+    for parent, parts in fused.items():
+        order = model.base_model.get_submodule(parent).slice_names
+        out[parent] = (torch.cat([parts[s][0] for s in order]), torch.block_diag(*[parts[s][1] for s in order]))
+    return out
+
+
+def peft_target_modules(model, names) -> list[str]:
+    """The adapted modules as PEFT's target_modules: leaf names where they select exactly these modules (PEFT
     matches a list entry against a module name's suffix), else every module's full name."""
-    adapted = set(model.adapted)
+    adapted = set(names)
     leaves = {n.rsplit(".", 1)[-1] for n in adapted}
     inside = tuple(n + "." for n in adapted)  # the wrapper's own children (base, bank, router) are not candidates
     selected = {n for n, _ in model.base_model.named_modules()
@@ -38,9 +61,9 @@ def peft_target_modules(model) -> list[str]:
     return sorted(leaves) if selected == adapted else sorted(adapted)
 
 
-def _common_config(model) -> dict:
+def _common_config(model, names) -> dict:
     return {
-        "target_modules": peft_target_modules(model), "inference_mode": True,
+        "target_modules": peft_target_modules(model, names), "inference_mode": True,
         "task_type": "SEQ_2_SEQ_LM" if model.is_encoder_decoder else "CAUSAL_LM",
         "base_model_name_or_path": getattr(model.base_model.config, "_name_or_path", None) or None,
     }
@@ -62,15 +85,17 @@ def _write(path, config: dict, state: dict, meta: dict | None) -> Path:
 def write_peft_lora(path, model, layers: dict, scaling: float, meta: dict | None = None) -> Path:
     """layers: {module name: (A (r, d_in), B (d_out, r))}; scaling: the factor on B A x. Layers whose rank differs
     from the most common one get PEFT's rank_pattern / alpha_pattern (keys: full module names)."""
+    layers = peft_layers(model, layers)
     ranks = {name: A.shape[0] for name, (A, _) in layers.items()}
     r = Counter(ranks.values()).most_common(1)[0][0]
     state = {}
     for name, (A, B) in layers.items():
         state[f"base_model.model.{name}.lora_A.weight"] = A
         state[f"base_model.model.{name}.lora_B.weight"] = B
-    config = {**_common_config(model), "peft_type": "LORA", "r": r, "lora_alpha": scaling * r, "bias": "none",
-              "lora_dropout": model.cfg.dropout,
-              "fan_in_fan_out": any(isinstance(layer.base, Conv1D) for layer in model.adapted.values())}
+    bases = [model.base_model.get_submodule(name).base for name in layers]
+    config = {**_common_config(model, layers), "peft_type": "LORA", "r": r, "lora_alpha": scaling * r,
+              "bias": "none", "lora_dropout": model.cfg.dropout,
+              "fan_in_fan_out": any(isinstance(b, Conv1D) for b in bases)}
     other = {name: k for name, k in sorted(ranks.items()) if k != r}
     if other:
         config["rank_pattern"] = other
@@ -143,6 +168,9 @@ def write_peft_poly(path, model, meta: dict | None = None) -> Path:
         raise ConfigError(f"export: PEFT's Poly format holds methods poly and mhr, not {cfg.method!r}")
     state = {}
     for name, layer in model.adapted.items():
+        if fused_parent(model, name) is not None:
+            raise ConfigError(f"export: {name} is a slice of a fused linear; PEFT's Poly has one bank per module "
+                              "(export one LoRA per task instead: --all-tasks)")
         if isinstance(layer.base, Conv1D):
             raise ConfigError(f"export: PEFT's Poly supports nn.Linear only; {name} is a GPT-2 Conv1D "
                               "(export one LoRA per task instead: --all-tasks)")
@@ -153,12 +181,29 @@ def write_peft_poly(path, model, meta: dict | None = None) -> Path:
         state[prefix + "poly_lora_A"] = bank.lora_A.view(S, r, H, bank.d_in // H).permute(2, 0, 3, 1)
         state[prefix + "poly_lora_B"] = (bank.lora_B * fold).view(S, H, bank.d_out // H, r).permute(1, 0, 3, 2)
         state[prefix + "poly_router.module_logits"] = layer.router.module_logits
-    config = {**_common_config(model), "peft_type": "POLY", "poly_type": "poly", "r": cfg.rank,
+    config = {**_common_config(model, model.adapted), "peft_type": "POLY", "poly_type": "poly", "r": cfg.rank,
               "n_tasks": cfg.n_tasks, "n_skills": cfg.n_skills, "n_splits": cfg.n_splits, "init_weights": True}
     return _write(path, config, state, meta)
 
 
-# -- PEFT LoRA folders in ---------------------------------------------------------------------------------------
+# -- PEFT LoRA folders in --------------------------------------------------------------------------------------
+def split_fused(model, layers: dict) -> dict:
+    """A LoRA on a whole fused linear, onto that linear's slice banks: slice i keeps A and B's output block i (exact)."""
+    out = {}
+    for name, (A, B) in layers.items():
+        try:
+            slices = getattr(model.base_model.get_submodule(name), "slice_names", None)
+        except AttributeError:  # not a module of this model: the target check names it
+            slices = None
+        if not slices:
+            out[name] = (A, B)
+            continue
+        if B.shape[0] % len(slices):
+            raise ConfigError(f"{name}: lora_B has {B.shape[0]} rows, not {len(slices)} equal slices {slices}")
+        out.update({f"{name}.{s}": (A, b) for s, b in zip(slices, B.chunk(len(slices)))})
+    return out
+
+
 def is_peft_folder(path) -> bool:
     return (Path(path) / PEFT_CONFIG).is_file()
 

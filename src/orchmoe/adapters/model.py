@@ -219,13 +219,14 @@ class MultiAdapterModel(nn.Module):
     def init_skills_from(self, lora_dirs) -> None:
         """MoE-LoRA / MoA: skill i starts from LoRA folder i: a single-LoRA run of this project (method 'lora') or a
         PEFT LoRA folder. Same rank and the same adapted modules; B is rescaled so that scaling * B A is kept."""
-        from .export import is_peft_folder, read_peft_lora
+        from .export import is_peft_folder, read_peft_lora, split_fused
 
         if len(lora_dirs) != self.cfg.n_skills:
             raise ConfigError(f"init_skills_from: {len(lora_dirs)} checkpoints given for n_skills={self.cfg.n_skills}")
         for i, d in enumerate(lora_dirs):
             if is_peft_folder(d):
                 layers, scaling = read_peft_lora(d)
+                layers = split_fused(self, layers)
             else:
                 cfg = read_adapter_config(d)
                 if cfg.method != "lora":
