@@ -4,7 +4,8 @@ Sequence-level routing makes every routed method exportable exactly as one plain
 with output mixing (OrchMoE, MoA) sum_s w_s B_s A_s x is one LoRA of rank S*r (the A's stacked, each B scaled by
 its weight; skills with weight 0 are dropped, so a MoA domain is a rank-r LoRA); with weight mixing
 (Poly, MHR) the task's merged A = sum_s w_s A_s and B = sum_s w_s B_s (per split for MHR) are a plain rank-r LoRA.
-Scaling travels as PEFT's lora_alpha = scaling * r, so PEFT's alpha / r gives back the same factor.
+Scaling travels as PEFT's lora_alpha = scaling * r, so PEFT's alpha / r gives back the same factor. Fused-slice
+targets ('query_key_value:q,k,v') leave as one LoRA on the fused linear (PEFT adapts whole modules).
 
 PEFT warns about unknown keys in adapter_config.json ("upgrade PEFT"), so what a folder was merged from (run, task,
 routing weights, md5s) goes into a sidecar, `orchmoe_export.json`, that PEFT and servers ignore.
