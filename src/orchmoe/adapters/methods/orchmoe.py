@@ -7,7 +7,7 @@ Skill router, eq. 6 (= PEFT's PolyRouter): logits W_skill (T x S), U(-1e-3, 1e-3
     sigmoid(W_skill) in evaluation; rows / row sum
 Combination, eq. 3: alpha = w(X)^T W_hat (one weight per skill and example); delta_h = sum_s alpha_s B_s A_s x.
 One task router per block, shared by the block's q, k and v (the reading that reproduces Table 4's ratios).
-Options where the paper is silent (docs/methods.md, ambiguities 24-27): one Gumbel sample of W_hat per batch or per
+Options where the paper is silent (docs/methods.md, ambiguities 26-29): one Gumbel sample of W_hat per batch or per
 example (`orchmoe_gumbel`), the init scale of W_Skill, a parameter-free layer norm of the pooled features
 (`orchmoe_feature_norm`) and a balance term on the batch-mean w(X) (`orchmoe_balance_weight`).
 """
