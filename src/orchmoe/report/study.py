@@ -179,6 +179,7 @@ def routing_summary(runs, recovery: pd.DataFrame, diagnostics: pd.DataFrame, out
 
 
 SPLIT_NAMES = {"eval": "seen tasks", "unseen": "held-out compositions (zero-shot)"}
+METHOD_ORDER = {m: i for i, m in enumerate(("base", "lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"))}
 
 
 def study_table(runs, out, metric: str = "rougeL", reference: str = "lora") -> pd.DataFrame:
@@ -199,7 +200,7 @@ def study_table(runs, out, metric: str = "rougeL", reference: str = "lora") -> p
         for (split, base, run, method), g in df.groupby(["split", "base", "run", "method"], sort=True):
             pooled = g.drop_duplicates("seed").pooled
             row = {"Split": SPLIT_NAMES.get(split, split), "Base": base, "Method": label(run, method),
-                   metric: mean_sd(pooled), "Seeds": int(g.seed.nunique())}
+                   metric: mean_sd(pooled), "Seeds": int(g.seed.nunique()), "_o": METHOD_ORDER.get(method, 99)}
             ref = ref_runs.get((split, base))
             if ref is not None and run != reference:
                 pair = g.merge(ref, on=["seed", "task"], suffixes=("", "_ref"))
@@ -210,10 +211,7 @@ def study_table(runs, out, metric: str = "rougeL", reference: str = "lora") -> p
             rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
-        order = {m: i for i, m in enumerate(("Base model (no adapter)", "LoRA", "MoE-LoRA", "Poly", "MHR", "OrchMoE",
-                                             "MoA"))}
-        table = table.assign(_o=table.Method.map(lambda s: order.get(s.split(" (")[0], 99))).sort_values(
-            ["Split", "Base", "_o", "Method"]).drop(columns="_o").fillna("—")
+        table = table.sort_values(["Split", "Base", "_o", "Method"]).drop(columns="_o").fillna("—")
     write_text(out / "study.csv", table.to_csv(index=False))
     cap = (f"{metric} x100 per split: mean ± sd over seeds of the pooled score (— : one seed); minus {LABEL_REF}: "
            "mean over (seed, task) pairs of the per-task difference, with a paired percentile bootstrap 95% CI "
