@@ -10,6 +10,7 @@ rule tables:
         [report(t, category="Tables", labels={"table": Path(t).name}) if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
     params:
         out=TABLE_DIR,
+        code=code("tables"),
     threads: 1
     resources:
         mem_mb=2000,

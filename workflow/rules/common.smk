@@ -1,7 +1,9 @@
 # Config validation and the run table, derived once from the config and used by every rule.
 # Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
+import importlib.util
 import itertools
 import json
+import os
 import shlex
 
 from snakemake.utils import validate
@@ -73,6 +75,28 @@ def _check_init_from():
 
 
 _check_init_from()
+
+
+# Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
+# graph by src/orchmoe/lineage.py, loaded by path from this checkout: the code DVC hashes). Snakemake's params
+# trigger reruns a job when it changes; dvc.smk lists the same files as the stage's deps, so the two tools agree.
+REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("_orchmoe_lineage", REPO_DIR / "src" / "orchmoe" / "lineage.py")
+lineage = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lineage)
+CODE_FILES = {}  # fingerprint -> the files behind it (relative to the repository), for dvc.smk
+
+
+def code(*commands, scripts=()):
+    """Fingerprint of `orchmoe <command>`s (and glue scripts): a rule's `code` param."""
+    files = set()
+    for command in commands:
+        files.update(lineage.command_files(command, REPO_DIR / "src"))
+    for script in scripts:
+        files.update(lineage.script_files(REPO_DIR / script, REPO_DIR / "src"))
+    md5 = lineage.fingerprint(files, REPO_DIR)
+    CODE_FILES[md5] = sorted(os.path.relpath(f) for f in files)
+    return md5
 
 
 def suite_dir(suite):

@@ -10,6 +10,7 @@ rule builtin_suite:
     params:
         b=config["builtin"],
         out=raw_builtin(),
+        code=code("builtin-suite"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -60,6 +61,7 @@ rule sample_suite:
         out=lambda w: suite_dir(w.suite),
         command=lambda w, input: "domains-sample" if SUITES[w.suite]["source"] == "domains"
         else f"superni-sample --tasks-dir {input.tasks}",
+        code=code("superni-sample", "domains-sample"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -80,6 +82,7 @@ rule sample_primitives:
     params:
         out=primitives_dir(),
         seed=config["builtin"]["seed"],
+        code=code("superni-sample"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -101,6 +104,7 @@ rule domain_suite:
         suite=lambda w: suite_dir(w.suite),
         out=lambda w: f"data/processed/{EXP}/{w.suite}-domains/{w.domain}",
         domains=lambda w: ",".join(SUITES[w.suite].get("domains", [])),
+        code=code(scripts=["workflow/scripts/domain_subset.py"]),
     threads: 1
     resources:
         mem_mb=1000,
@@ -116,6 +120,8 @@ rule superni_download:
     """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks)."""
     output:
         directory("data/raw/superni/tasks"),
+    params:
+        code=code("superni-download"),
     threads: 1
     resources:
         mem_mb=2000,

