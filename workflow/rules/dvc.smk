@@ -27,6 +27,13 @@ def code_deps(*rule_names):
     return sorted({f for name in rule_names for f in CODE_FILES[workflow.get_rule(name).params.code]})
 
 
+def base_keys(only=None, exclude=()):
+    """`bases.<name>.<key>` params: each stage depends on exactly the base keys its rules read, so a change to
+    target_modules marks train (as Snakemake's params trigger does) but not the pretrained base models."""
+    return [f"bases.{b}.{k}" for b, spec in BASES.items() for k in spec
+            if (only is None or k in only) and k not in exclude]
+
+
 def dvc_stages():
     common = ["workflow/Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml"]
     suite_out = [suite_dir(s) for s in SUITES] + sorted({run_data(r) for r in RUNS.values() if r["domain"]})
@@ -52,18 +59,20 @@ def dvc_stages():
         stages["models"] = {"cmd": snakemake_cmd("models_all"),
                             "deps": common + ["workflow/rules/models.smk"] + code_deps(*model_rules)
                             + ([primitives_dir()] if primitives_dir() in data_outs else []),
-                            "params": [{CONFIG_FILE: ["bases"]}], "outs": [{o: {"persist": True}} for o in model_outs]}
+                            "params": [{CONFIG_FILE: base_keys(exclude=("target_modules", "resources"))
+                                        + (["smollm2_wheel"] if "smollm2_wheel" in config else [])}],
+                            "outs": [{o: {"persist": True}} for o in model_outs]}
     stages["train"] = {
         "cmd": snakemake_cmd("train_all"),
         "deps": common + ["workflow/rules/train.smk"] + code_deps("train") + suite_out + model_outs,
-        # bases: target_modules (and a user base's path) are part of every run's adapter config
-        "params": [{CONFIG_FILE: ["seeds", "methods", "train", "bases"]}],
+        # a base's target_modules are part of every run's adapter config; its path is what a run loads
+        "params": [{CONFIG_FILE: ["seeds", "methods", "train"] + base_keys(only=("target_modules", "path"))}],
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}
     stages["evaluate"] = {
         "cmd": snakemake_cmd("evaluate_all"),
         "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate")
         + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
-        "params": [{CONFIG_FILE: ["evaluate", "bases"]}],
+        "params": [{CONFIG_FILE: ["evaluate"] + base_keys(only=("path",))}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {
