@@ -117,3 +117,19 @@ def test_trace_walks_down_to_data_and_base(tree, monkeypatch):
     assert "base model" in text and "b" * 32 in text
     with pytest.raises(DataError, match="no row for base='tiny' run='poly'"):
         trace(root / "tables", "tiny", "poly", "rougeLsum", lock_file=lock)
+
+
+def test_trace_verify_rehashes_and_names_what_differs(tree):
+    root, res, _, _ = tree
+    build_tables(res, "t", root / "tables")
+    ck = res / "checkpoints/t/s/tiny/orchmoe/seed0"
+    lines = trace(root / "tables", "tiny", "orchmoe", "rougeLsum", check=True)
+    status = {line.split()[1]: line for line in lines if line.startswith("verify ") and ": " in line}
+    for what in ("metrics", "predictions", "checkpoint", "training"):
+        assert status[what].endswith(": ok"), status[what]
+    assert "DIFFERS" in status["base"]  # the synthetic run.json records a made-up md5 for the base model
+    (ck / "adapter_model.safetensors").write_bytes(b"tampered")
+    lines = trace(root / "tables", "tiny", "orchmoe", "rougeLsum", check=True)
+    bad = [line for line in lines if "DIFFERS" in line]
+    assert any(str(ck / "adapter_model.safetensors") in line for line in bad), lines
+    assert lines[-1].endswith("differ or are missing")
