@@ -225,6 +225,20 @@ def _break(cfg: dict, how: str) -> dict:
     elif how == "unknown-domain-source":
         suites = cfg["suites"] if "suites" in cfg else {"suite": cfg["suite"]}
         next(iter(suites.values()))["source"] = "superduper"
+    elif how == "method-unknown-base":
+        cfg["methods"]["lora"]["bases"] = ["tiny-t6"]
+    elif how == "method-unknown-suite":
+        cfg["methods"]["lora"]["suites"] = ["bultin"]
+    elif how == "init-from-typo":
+        next(e for e in cfg["methods"].values() if e.get("init_from"))["init_from"] = "lora_domian"
+    elif how == "figures-unknown-suite":
+        cfg["figures"] = {"suite": "bultin"}
+    elif how == "method-train-override-typo":
+        cfg["methods"]["lora"]["train"] = {"max_step": 3}
+    elif how == "sweep-key-typo":
+        cfg["methods"]["lora"]["sweep"] = {"rnak": [2, 4]}
+    elif how == "sweep-value-wrong-type":
+        cfg["methods"]["lora"]["sweep"] = {"rank": ["two"]}
     return cfg
 
 
@@ -233,6 +247,15 @@ WORKFLOW_CASES = [
     ("wrong-type", r"'zero' is not of type 'array'"),
     ("unknown-method", r"'lorax' is not one of \['lora', 'moe_lora', 'poly', 'mhr', 'orchmoe', 'moa'\]"),
     ("unknown-domain-source", r"'superduper' is not one of"),
+    # cross-references, checked before the run table is built (common.smk check_references)
+    ("method-unknown-base", r"methods\.lora\.bases: unknown base 'tiny-t6'"),
+    ("method-unknown-suite", r"methods\.lora\.suites: unknown suite 'bultin'"),
+    ("init-from-typo", r"methods\.\w+\.init_from: 'lora_domian' is not a method entry with per_domain: true"),
+    ("figures-unknown-suite", r"figures\.suite: unknown suite 'bultin'"),
+    # caught at dry-run time, not hours later inside the training job
+    ("method-train-override-typo", r"methods\.lora\.train: Additional properties are not allowed \('max_step'"),
+    ("sweep-key-typo", r"methods\.lora\.sweep: 'rnak' is not an adapter field"),
+    ("sweep-value-wrong-type", r"methods\.lora\.sweep\.rank: 'two' is not of type 'integer'"),
 ]
 
 
@@ -245,8 +268,12 @@ def test_workflow_config_bad_input(how, message, checkout, tmp_path):
     proc = subprocess.run([str(BIN / "snakemake"), "--dry-run", "--configfile", str(bad), "--cores", "1"],
                           cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert re.search(message, out), out[-2000:]
+    assert proc.returncode == 2, out[-2000:]
+    # one line naming the config file and the key; no traceback, no schema dump
+    errors = [line for line in out.splitlines() if line.startswith("config error: ")]
+    assert len(errors) == 1 and "Traceback" not in out and "Failed validating" not in out, out[-2000:]
+    assert errors[0].startswith(f"config error: {os.path.relpath(bad, checkout)}: "), errors[0]
+    assert re.search(message, errors[0]), out[-2000:]
     assert not list((checkout / "results").glob("*/*")) if (checkout / "results").exists() else True
     assert not (checkout / "data" / "processed").exists()
 

@@ -5,11 +5,29 @@ import itertools
 import json
 import os
 import shlex
+import sys
 
+import jsonschema
+import yaml as _yaml
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+def config_error(message):
+    """A config mistake: one line naming the config file and key, exit 2, before any job (or dvc.yaml) is planned."""
+    where = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
+    print(f"config error: {where}: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as e:  # Snakemake prints the whole schema; say which key and why, in one line
+    cause = e.__context__  # the jsonschema error Snakemake wrapped
+    if not isinstance(cause, jsonschema.ValidationError):
+        raise
+    config_error(f"{'.'.join(map(str, cause.absolute_path)) or '(top level)'}: {cause.message}")
 
 EXP = config["experiment"]
 SEEDS = config["seeds"]
@@ -56,25 +74,39 @@ def _build_runs():
     return runs
 
 
-RUNS = _build_runs()
-
-
-def _check_init_from():
-    for name, entry in config["methods"].items():
-        src = entry.get("init_from")
-        if src is not None and (src not in config["methods"] or not config["methods"][src].get("per_domain")):
-            raise ValueError(f"config methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
-        if entry.get("per_domain"):
-            for suite in entry.get("suites", list(SUITES)):
-                if not entry.get("domains", SUITES[suite].get("domains")):
-                    raise ValueError(f"config methods.{name}.per_domain: suite {suite!r} lists no 'domains'")
+def check_references():
+    """Cross-references the schema cannot express, checked before the run table is built from them."""
+    methods = config["methods"]
+    entry_schema = _yaml.safe_load((Path(workflow.current_basedir) / "../schemas/config.schema.yaml").read_text())
+    entry_schema = entry_schema["properties"]["methods"]["additionalProperties"]
+    fields = set(entry_schema["properties"]) - set(WORKFLOW_KEYS)  # what a sweep may vary: AdapterConfig fields
+    for name, entry in methods.items():
         for key in ("suites", "bases"):
             for v in entry.get(key, []):
                 if v not in config[key]:
-                    raise ValueError(f"config methods.{name}.{key}: unknown {key[:-1]} {v!r}")
+                    config_error(f"methods.{name}.{key}: unknown {key[:-1]} {v!r} (known: {', '.join(config[key])})")
+        src = entry.get("init_from")
+        if src is not None and (src not in methods or not methods[src].get("per_domain")):
+            config_error(f"methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
+        if entry.get("per_domain"):
+            for suite in entry.get("suites", list(SUITES)):
+                if not entry.get("domains", SUITES[suite].get("domains")):
+                    config_error(f"methods.{name}.per_domain: suite {suite!r} lists no 'domains'")
+        for key, values in (entry.get("sweep") or {}).items():
+            if key not in fields:
+                config_error(f"methods.{name}.sweep: {key!r} is not an adapter field (one of: {', '.join(sorted(fields))})")
+            for v in values:  # each sweep point must be a valid entry value
+                try:
+                    jsonschema.validate(v, entry_schema["properties"][key])
+                except jsonschema.ValidationError as e:
+                    config_error(f"methods.{name}.sweep.{key}: {e.message}")
+    suite = config.get("figures", {}).get("suite")
+    if suite is not None and suite not in SUITES:
+        config_error(f"figures.suite: unknown suite {suite!r} (known: {', '.join(SUITES)})")
 
 
-_check_init_from()
+check_references()
+RUNS = _build_runs()
 
 
 # Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
