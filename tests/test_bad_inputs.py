@@ -66,6 +66,38 @@ def nan_base(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A valid LoRA checkpoint on the tiny T5 (TINY below): adapter_config.json + adapter_model.safetensors."""
+    from orchmoe.adapters import AdapterConfig, attach_adapters
+    from orchmoe.models.tiny import build_tiny
+
+    out = tmp_path_factory.mktemp("ckpt") / "lora"
+    cfg = AdapterConfig.from_dict({"method": "lora", "rank": 2, "target_modules": ["q", "v"]})
+    attach_adapters(build_tiny("t5"), cfg).save_adapters(out)
+    return out
+
+
+def copy_suite(tmp: Path, suite: Path, **files: bytes) -> None:
+    """tmp/badsuite: a copy of the valid suite with some files replaced by the given bytes."""
+    shutil.copytree(suite, tmp / "badsuite")
+    for name, data in files.items():
+        (tmp / "badsuite" / name.replace("_", ".")).write_bytes(data)
+
+
+def copy_checkout_files(tmp: Path, ckpt: Path, **files) -> None:
+    """tmp/badckpt: a copy of the valid checkpoint with some files replaced (bytes, or a function of the old bytes)."""
+    shutil.copytree(ckpt, tmp / "badckpt")
+    for name, data in files.items():
+        f = tmp / "badckpt" / name.replace("__", ".")
+        f.write_bytes(data(f.read_bytes()) if callable(data) else data)
+
+
+def eval_argv(base=None, checkpoint="{tmp}/badckpt"):
+    return lambda tmp, ctx: ["evaluate", "--base", base or TINY, "--checkpoint", fill(checkpoint, ctx),
+                             "--data", str(ctx["suite"]), "--out", str(tmp / "out")]
+
+
 TINY = '{"source": "tiny", "arch": "t5"}'
 LORA = '{"method": "lora", "rank": 2, "target_modules": ["q", "v"]}'
 TRAIN = '{"max_steps": 2, "batch_size": 2, "lr": 0.001}'
@@ -78,6 +110,7 @@ class Case:
     message: str                                # regex the one-line error must match ({tmp} is substituted)
     out: str = "out"                            # what must not exist afterwards, relative to tmp
     setup: Callable[[Path], None] = field(default=lambda tmp: None)
+    setup_ctx: Callable[[Path, dict], None] = field(default=lambda tmp, ctx: None)  # setups that need fixtures
 
 
 def fill(text: str, ctx: dict) -> str:
@@ -87,7 +120,7 @@ def fill(text: str, ctx: dict) -> str:
 
 
 def train_argv(adapter=LORA, train=TRAIN, base=TINY, data=None):
-    return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", data or str(ctx["suite"]),
+    return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", fill(data, ctx) if data else str(ctx["suite"]),
                              "--adapter-config", adapter, "--train-config", train, "--out", str(tmp / "out"),
                              "--work", str(tmp / "work")]
 
@@ -166,6 +199,25 @@ CASES = [
          lambda tmp, ctx: ["evaluate", "--base", TINY, "--checkpoint", str(tmp), "--data", str(ctx["suite"]),
                            "--out", str(tmp / "out")],
          r"{tmp}: not an adapter checkpoint \(adapter_config\.json missing\)"),
+    Case("suite-jsonl-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl:2: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "a"}\n{"id": "b", oops\n')),
+    Case("suite-jsonl-not-utf8", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl: not UTF-8 text",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "caf\xe9"}\n')),
+    Case("suite-manifest-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/manifest\.json: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], manifest_json=b'{"tasks": [')),
+    Case("task-json-not-utf8", sample_argv(), r"{tmp}/tasks/task001_latin1\.json: not UTF-8 text",
+         setup=lambda tmp: write_tasks(tmp / "tasks", {}).joinpath("task001_latin1.json").write_bytes(
+             json.dumps(task_json()).replace("Copy", "Copi\xe9").encode("latin-1"))),
+    Case("adapter-config-malformed", eval_argv(), r"{tmp}/badckpt/adapter_config\.json: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"], adapter_config__json=b'{"orchmoe_adapter": {')),
+    Case("adapter-weights-truncated", eval_argv(),
+         r"{tmp}/badckpt/adapter_model\.safetensors: not a readable safetensors file",
+         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"],
+                                                        adapter_model__safetensors=lambda b: b[: len(b) // 2])),
+    Case("adapter-base-shape-mismatch", eval_argv(base='{"source": "tiny", "arch": "t5", "d_model": 48}',
+                                                  checkpoint="{checkpoint}"),
+         r"adapter_model\.safetensors: adapter weights do not fit this base model "
+         r"\(\S+: checkpoint \(1, 2, 64\), base expects \(1, 2, 48\)\)"),
     Case("read-only-output-folder",
          lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "ro" / "suite"),
                            "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0"],
@@ -179,11 +231,12 @@ def listing(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, capsys, monkeypatch):
+def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, checkpoint, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ctx = {"suite": suite, "nan_base": nan_base, "checkpoint": checkpoint, "tmp": tmp_path}
     case.setup(tmp_path)
+    case.setup_ctx(tmp_path, ctx)
     before = listing(tmp_path)
-    ctx = {"suite": suite, "nan_base": nan_base, "tmp": tmp_path}
     try:
         code = main(case.argv(tmp_path, ctx))
     finally:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from orchmoe.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -54,9 +56,32 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; DataError naming the file (and the byte) when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; DataError naming the file and line when it is not UTF-8 or not JSON."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """One JSON value per line; DataError naming the file and line of the first malformed one."""
+    rows = []
+    for i, line in enumerate(read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    return rows
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchmoe.errors import DataError
-from orchmoe.io import md5_file, write_json, write_jsonl
+from orchmoe.io import md5_file, read_json, write_json, write_jsonl
 
 from .prompts import build_prompt
 
@@ -41,6 +41,8 @@ def read_task(path: str | Path) -> Task:
             raw = json.load(f)  # Python's json accepts the NaN some originals hold in "URL"
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if not isinstance(raw, dict):
@@ -219,4 +221,4 @@ def read_suite(suite_dir) -> dict:
     manifest = suite_dir / "manifest.json"
     if not manifest.is_file():
         raise DataError(f"{suite_dir}: not a complete suite (manifest.json missing)")
-    return json.loads(manifest.read_text())
+    return read_json(manifest)

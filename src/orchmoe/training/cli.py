@@ -14,7 +14,12 @@ def json_or_file(value: str) -> dict:
     if not value.lstrip().startswith("{") and path.is_file():
         import yaml
 
-        data = yaml.safe_load(path.read_text())
+        from orchmoe.io import read_text
+
+        try:
+            data = yaml.safe_load(read_text(path))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
     else:
         try:
             data = json.loads(value)
