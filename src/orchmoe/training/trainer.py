@@ -115,8 +115,6 @@ def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_row
         (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     for old in work.glob("step-*"):  # keep only the newest
         if old.name != f"step-{step}":
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
 
 

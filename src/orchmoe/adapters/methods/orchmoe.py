@@ -30,9 +30,6 @@ class OrchMoERouter(PromptRouter):
         x_hat = F.scaled_dot_product_attention(x, x, x, attn_mask=keys[:, None, :]) + x
         return mean_pool(x_hat, mask)
 
-    def task_weights(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.task_router(self.features(hidden, mask)), dim=-1)  # (B, T)
-
     def route_features(self, features):
         w = torch.softmax(self.task_router(features), dim=-1)  # eq. 4 + softmax over the T abstract tasks
         alloc = gumbel_sigmoid_weights(self.skill_logits, self.training)  # (T, S), rows sum to 1
