@@ -284,6 +284,8 @@ def _break(cfg: dict, how: str) -> dict:
         cfg["methods"]["lora"]["suites"] = ["bultin"]
     elif how == "init-from-typo":
         next(e for e in cfg["methods"].values() if e.get("init_from"))["init_from"] = "lora_domian"
+    elif how == "superni-tasks-dir-missing":
+        cfg["suites"]["sn"] = {"source": "superni", "tasks_dir": "../nowhere/tasks", "n_train": 2, "n_eval": 1}
     elif how == "figures-unknown-suite":
         cfg["figures"] = {"suite": "bultin"}
     elif how == "method-train-override-typo":
@@ -305,6 +307,7 @@ WORKFLOW_CASES = [
     ("method-unknown-suite", r"methods\.lora\.suites: unknown suite 'bultin'"),
     ("init-from-typo", r"methods\.\w+\.init_from: 'lora_domian' is not a method entry with per_domain: true"),
     ("figures-unknown-suite", r"figures\.suite: unknown suite 'bultin'"),
+    ("superni-tasks-dir-missing", r"suites\.sn\.tasks_dir: '\.\./nowhere/tasks' is not a folder"),
     # caught at dry-run time, not hours later inside the training job
     ("method-train-override-typo", r"methods\.lora\.train: Additional properties are not allowed \('max_step'"),
     ("sweep-key-typo", r"methods\.lora\.sweep: 'rnak' is not an adapter field"),

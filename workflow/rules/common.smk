@@ -80,6 +80,11 @@ def check_references():
     entry_schema = _yaml.safe_load((Path(workflow.current_basedir) / "../schemas/config.schema.yaml").read_text())
     entry_schema = entry_schema["properties"]["methods"]["additionalProperties"]
     fields = set(entry_schema["properties"]) - set(WORKFLOW_KEYS)  # what a sweep may vary: AdapterConfig fields
+    for name, s in SUITES.items():  # a clone not placed beside ../shared: say which key to set
+        tasks = s.get("tasks_dir")
+        if s["source"] == "superni" and tasks != "data/raw/superni/tasks" and not os.path.isdir(tasks):
+            config_error(f"suites.{name}.tasks_dir: {tasks!r} is not a folder (set it to a folder of Super-NI "
+                         "task*.json files; `snakemake data/raw/superni/tasks` downloads them there)")
     for name, entry in methods.items():
         for key in ("suites", "bases"):
             for v in entry.get(key, []):
