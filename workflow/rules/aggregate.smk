@@ -9,7 +9,8 @@ rule tables:
     output:
         [report(t, category="Tables", labels={"table": Path(t).name}) if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
     params:
-        out=TABLE_DIR,
+        out=lambda w, output: os.path.dirname(output[0]),
+        experiment=EXP,
         code=code("tables"),
     threads: 1
     resources:
@@ -18,4 +19,4 @@ rule tables:
     log:
         f"logs/{EXP}/report/tables.log",
     shell:
-        "orchmoe tables --experiment {EXP} --results results --out {params.out} > {log} 2>&1"
+        "orchmoe tables --experiment {params.experiment} --results results --out {params.out} > {log} 2>&1"

@@ -244,3 +244,39 @@ def eval_mem_mb(wildcards, attempt):
 
 def eval_runtime(wildcards, attempt):
     return BASES[wildcards.base].get("resources", {}).get("eval_runtime", 20) * attempt
+
+
+# Input and flag functions of the data, evaluate and report rules (kept here: rule files hold only rules).
+def sample_inputs(wildcards):
+    s = SUITES[wildcards.suite]
+    if s["source"] == "domains":
+        return {"table": s.get("domains_config", "config/domains.yaml")}
+    if s["source"] == "builtin":
+        return {"tasks": f"{raw_builtin()}/tasks", "skills": f"{raw_builtin()}/skills.json"}
+    return {"tasks": s["tasks_dir"]}
+
+
+def sample_flags(wildcards, input):
+    s = SUITES[wildcards.suite]
+    if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
+        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
+                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
+        return " ".join(flags + (["--strict"] if s.get("strict") else []))
+    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
+             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
+             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
+    flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
+    if "skills" in input.keys():
+        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
+    return " ".join(flags)
+
+
+def eval_inputs(wildcards):
+    inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
+    if wildcards.run != "base":
+        inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
+    return inputs
+
+
+def figure_suite():
+    return config.get("figures", {}).get("suite", list(SUITES)[0])

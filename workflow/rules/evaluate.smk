@@ -2,13 +2,6 @@
 # split where the suite has one), plus the frozen base model without adapters ("base"), the floor of every table.
 
 
-def eval_inputs(wildcards):
-    inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
-    if wildcards.run != "base":
-        inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
-    return inputs
-
-
 rule evaluate:
     input:
         unpack(eval_inputs),

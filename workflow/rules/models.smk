@@ -10,7 +10,7 @@ rule pretrain_base:
     params:
         arch=lambda w: BASES[w.base]["arch"],
         p=lambda w: BASES[w.base]["pretrain"],
-        data=primitives_dir(),
+        data=lambda w, input: os.path.dirname(input[0]),
         seed=config["builtin"]["seed"],
         code=code("pretrain-base"),
     threads: 1

@@ -3,10 +3,6 @@
 # `snakemake --report` (see workflow/scripts/demo.sh); these outputs are its items.
 
 
-def figure_suite():
-    return config.get("figures", {}).get("suite", list(SUITES)[0])
-
-
 rule figures:
     input:
         evals=EVALS,
@@ -16,9 +12,10 @@ rule figures:
     output:
         [report(f, category="Figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f for f in FIGURES],
     params:
-        suite=suite_dir(figure_suite()),
+        suite=lambda w, input: os.path.dirname(input.suite),
         skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",
-        out=FIGURE_DIR,
+        out=lambda w, output: os.path.dirname(output[0]),
+        experiment=EXP,
         code=code("figures"),
     threads: 1
     resources:
@@ -27,5 +24,5 @@ rule figures:
     log:
         f"logs/{EXP}/report/figures.log",
     shell:
-        "orchmoe figures --experiment {EXP} --results results --data {params.suite} {params.skills}"
+        "orchmoe figures --experiment {params.experiment} --results results --data {params.suite} {params.skills}"
         " --out {params.out} > {log} 2>&1"
