@@ -33,7 +33,7 @@ def _pretrain(args) -> None:
     import sys
     from pathlib import Path
 
-    from orchmoe.training.provenance import write_run_json
+    from orchmoe.provenance import write_run_json
 
     from .pretrain import pretrain_tiny
 

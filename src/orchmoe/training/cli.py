@@ -80,7 +80,7 @@ def _train(args) -> None:
     from orchmoe.io import atomic_path
     from orchmoe.models.loading import load_base
 
-    from .provenance import write_run_json
+    from orchmoe.provenance import write_run_json
     from .trainer import TrainConfig, train, write_outputs
 
     manifest = read_suite(args.data)
@@ -105,7 +105,7 @@ def _evaluate(args) -> None:
     from orchmoe.seeding import seed_everything
 
     from .evaluate import evaluate
-    from .provenance import write_run_json
+    from orchmoe.provenance import write_run_json
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
     if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():

@@ -14,14 +14,27 @@ import numpy as np
 import torch
 
 from orchmoe.adapters import load_adapters, read_adapter_config
+from orchmoe.adapters.routing import masked_rms_norm, mean_pool
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
-from orchmoe.metrics.router import classifier_accuracy, pooled_features, router_accuracy
+from orchmoe.metrics.router import classifier_accuracy, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
 
 ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
+
+
+@torch.no_grad()
+def pooled_features(model, batch: dict, layer: int = 0) -> torch.Tensor:
+    """The MoA router's input: RMS-normalised hidden states entering transformer block `layer` (0 = the
+    embeddings), mean-pooled over prompt tokens. For encoder-decoder models the encoder's states are used."""
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "output_hidden_states": True}
+    if getattr(model.config, "is_encoder_decoder", False):
+        hidden = model.get_encoder()(**kwargs).hidden_states[layer]
+    else:
+        hidden = model(**kwargs).hidden_states[layer]
+    return mean_pool(masked_rms_norm(hidden.float()), batch["prompt_mask"].to(hidden.device)).cpu()
 
 
 def read_split(suite_dir, split: str) -> list[dict]:
