@@ -14,6 +14,21 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
+REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
+
+
+def _package_module(name):
+    """orchmoe.<name> from this checkout's src/, loaded by path (stdlib-only modules: lineage, paths), so the
+    Snakefile needs neither the installed package nor torch."""
+    spec = importlib.util.spec_from_file_location(f"_orchmoe_{name}", REPO_DIR / "src" / "orchmoe" / f"{name}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+paths = _package_module("paths")  # the output path grammar (results/<kind>/<exp>/<suite>/<base>/<run>/seed<N>)
+
+
 def config_error(message):
     """A config mistake: one line naming the config file and key, exit 2, before any job (or dvc.yaml) is planned."""
     where = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
@@ -44,7 +59,7 @@ def _sweep_points(entry):
     points = []
     for values in itertools.product(*(sweep[k] for k in keys)):
         point = dict(zip(keys, values))
-        points.append((point, "".join(f"-{k}{v}" for k, v in point.items())))
+        points.append((point, paths.run_name("", point)))
     return points or [({}, "")]
 
 
@@ -64,7 +79,8 @@ def _build_runs():
                     domains = entry.get("domains", SUITES[suite].get("domains", []))
                     targets = [f"@{d}" for d in domains] if entry.get("per_domain") else [""]
                     for target in targets:
-                        run = {"suite": suite, "base": base, "name": name + suffix + target, "entry": name,
+                        run = {"suite": suite, "base": base, "entry": name,
+                               "name": paths.run_name(name, point, target[1:] or None),
                                "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
                         if entry.get("init_from"):
                             src = config["methods"][entry["init_from"]]
@@ -117,10 +133,7 @@ RUNS = _build_runs()
 # Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
 # graph by src/orchmoe/lineage.py, loaded by path from this checkout: the code DVC hashes). Snakemake's params
 # trigger reruns a job when it changes; dvc.smk lists the same files as the stage's deps, so the two tools agree.
-REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("_orchmoe_lineage", REPO_DIR / "src" / "orchmoe" / "lineage.py")
-lineage = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lineage)
+lineage = _package_module("lineage")
 CODE_FILES = {}  # fingerprint -> the files behind it (relative to the repository), for dvc.smk
 
 
@@ -173,11 +186,11 @@ def base_target(base):
 
 
 def ckpt(suite, base, run, seed):
-    return f"results/checkpoints/{EXP}/{suite}/{base}/{run}/seed{seed}"
+    return paths.checkpoint_dir(EXP, suite, base, run, seed)
 
 
 def eval_dir(suite, base, run, seed, split):
-    return f"results/eval/{EXP}/{suite}/{base}/{run}/seed{seed}/{split}"
+    return paths.eval_dir(EXP, suite, base, run, seed, split)
 
 
 def splits(suite):
@@ -188,7 +201,7 @@ CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
 # "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
 # evaluated too (MoA Table 2 reports them), on the whole suite.
 EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)]
-EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
+EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
@@ -273,7 +286,7 @@ def sample_flags(wildcards, input):
 
 def eval_inputs(wildcards):
     inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
-    if wildcards.run != "base":
+    if wildcards.run != paths.BASE_RUN:
         inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
     return inputs
 

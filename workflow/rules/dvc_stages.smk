@@ -31,7 +31,9 @@ def base_keys(only=None, exclude=()):
 
 
 def dvc_stages():
-    common = ["workflow/Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml"]
+    # what every stage's DAG is built from (common.smk loads the path grammar and the lineage code from src/)
+    common = ["workflow/Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml",
+              "src/orchmoe/paths.py", "src/orchmoe/lineage.py"]
     suite_out = [suite_dir(s) for s in SUITES] + sorted({run_data(r) for r in RUNS.values() if r["domain"]})
     builtin_used = any(s["source"] == "builtin" for s in SUITES.values()) or any(
         b["source"] == "pretrain" for b in BASES.values())

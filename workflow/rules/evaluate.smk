@@ -6,7 +6,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        directory(f"results/eval/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}"),
+        directory(eval_dir("{suite}", "{base}", "{run}", "{seed}", "{split}")),
     wildcard_constraints:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",

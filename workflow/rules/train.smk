@@ -7,7 +7,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        directory(f"results/checkpoints/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}"),
+        directory(ckpt("{suite}", "{base}", "{run}", "{seed}")),
     wildcard_constraints:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
