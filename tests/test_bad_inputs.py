@@ -19,6 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
+from orchmoe.adapters.config import METHODS
 from orchmoe.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,7 +301,7 @@ def _break(cfg: dict, how: str) -> dict:
 WORKFLOW_CASES = [
     ("typo", r"seeds_typo"),
     ("wrong-type", r"'zero' is not of type 'array'"),
-    ("unknown-method", r"'lorax' is not one of \['lora', 'moe_lora', 'poly', 'mhr', 'orchmoe', 'moa'\]"),
+    ("unknown-method", re.escape(f"'lorax' is not one of {list(METHODS)}")),
     ("unknown-domain-source", r"'superduper' is not one of"),
     # cross-references, checked before the run table is built (common.smk check_references)
     ("method-unknown-base", r"methods\.lora\.bases: unknown base 'tiny-t6'"),

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from orchmoe.adapters.config import METHODS
 from orchmoe.cli import main
 from orchmoe.metrics.superni import compute_metrics
 
@@ -13,7 +14,7 @@ from .conftest import tiny_spec as _tiny_spec
 
 
 @pytest.mark.parametrize("arch", ["t5", "llama"])
-@pytest.mark.parametrize("method", ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"])
+@pytest.mark.parametrize("method", METHODS)
 def test_train_then_evaluate_every_method(tmp_path, suite, arch, method):
     adapter = {"method": method, "target_modules": TARGETS[arch], "rank": 2}
     if method == "mhr":
