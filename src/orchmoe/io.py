@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from orchmoe.errors import DataError
+from orchmoe.errors import ConfigError, DataError
 
 
 @contextlib.contextmanager
@@ -95,3 +95,23 @@ def md5_path(path: str | os.PathLike) -> str:
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
         h.update(f"{p.relative_to(path).as_posix()}\0{md5_file(p)}\n".encode())
     return h.hexdigest()
+
+
+def json_or_file(value: str) -> dict:
+    """A JSON object given inline or as a path to a .json / .yaml file."""
+    path = Path(value)
+    if not value.lstrip().startswith("{") and path.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(read_text(path))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    else:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{value!r}: neither a file nor a JSON object ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{value!r}: must be a JSON/YAML object")
+    return data

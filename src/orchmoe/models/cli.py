@@ -35,7 +35,7 @@ def _fetch(args) -> None:
 
 
 def _fetch_base(args) -> None:
-    from orchmoe.training.cli import json_or_file
+    from orchmoe.io import json_or_file
 
     from .fetch import fetch_base
 

@@ -1,33 +1,11 @@
 """`orchmoe train` and `orchmoe evaluate`: explicit inputs and outputs, a run.json beside every output."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from orchmoe.errors import ConfigError
-
-
-def json_or_file(value: str) -> dict:
-    """A JSON object given inline or as a path to a .json / .yaml file."""
-    path = Path(value)
-    if not value.lstrip().startswith("{") and path.is_file():
-        import yaml
-
-        from orchmoe.io import read_text
-
-        try:
-            data = yaml.safe_load(read_text(path))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
-    else:
-        try:
-            data = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{value!r}: neither a file nor a JSON object ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{value!r}: must be a JSON/YAML object")
-    return data
+from orchmoe.io import json_or_file  # noqa: F401  (models/cli.py and tests use it from io)
 
 
 def base_spec(value: str):
