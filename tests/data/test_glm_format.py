@@ -140,8 +140,8 @@ def test_train_reduces_loss_and_evaluates(tmp_path, method):
     cfg = method_config(method, "glm", rank=2) | ({"n_tasks": 2} if method == "orchmoe" else {"n_skills": 2})
     train_cfg = TrainConfig(lr=5e-2, batch_size=4, max_steps=40, max_source_length=32, max_target_length=6,
                             save_every=100, log_every=1)
-    model = train(build_tiny("glm", d_model=32), byte_tokenizer(), suite, AdapterConfig.from_dict(cfg), train_cfg, seed=0,
-                  work_dir=tmp_path / "work")
+    model = train(build_tiny("glm", d_model=32), byte_tokenizer(), suite, AdapterConfig.from_dict(cfg), train_cfg,
+                  seed=0, work_dir=tmp_path / "work")
     losses = [row["lm_loss"] for row in model.train_log]
     assert sum(losses[-5:]) / 5 < sum(losses[:3]) / 3 - 0.2, losses  # random tiny base: from ln(384) = 5.95
     model.save_adapters(tmp_path / "ckpt")

@@ -37,7 +37,8 @@ def input_format(config) -> str:
     """'glm' for THUDM's remote-code GLM and its native twin (model_type orchmoe_glm), else 'plain'."""
     if getattr(config, "model_type", None) == "orchmoe_glm":
         return GLM
-    names = list(getattr(config, "architectures", None) or []) + list((getattr(config, "auto_map", None) or {}).values())
+    auto_map = getattr(config, "auto_map", None) or {}
+    names = list(getattr(config, "architectures", None) or []) + list(auto_map.values())
     if getattr(config, "model_type", None) == "glm" and any(n.rsplit(".", 1)[-1] in _REMOTE_CLASSES for n in names):
         return GLM
     return "plain"

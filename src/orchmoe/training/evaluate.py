@@ -48,7 +48,8 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
     fmt = glm_format.input_format(base_model.config)  # GLM: its own [gMASK] / <sop> layout
-    gen = make_collator(tokenizer, is_enc_dec, max_source_length, max_new_tokens or max_target_length, "generate", fmt)
+    width = max_new_tokens or max_target_length  # GLM's generation mask spans the tokens generate() may add
+    gen = make_collator(tokenizer, is_enc_dec, max_source_length, width, "generate", fmt)
     score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train", fmt)
     base_model.to(device).eval()
     moa = checkpoint is not None and read_adapter_config(checkpoint).method == "moa"
