@@ -151,3 +151,12 @@ def test_train_reduces_loss_and_evaluates(tmp_path, method):
     assert all(r["target_tokens"] == 4 for r in rows)  # " ab" + <eop>: labels aligned, not shifted
     if method == "moa":
         assert 0 <= metrics["mean"]["router_accuracy"] <= 100 and 0 <= metrics["mean"]["classifier_accuracy"] <= 100
+
+
+def test_a_tokenizer_without_glm_tokens_is_named():
+    from transformers import ByT5Tokenizer
+
+    from orchmoe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ByT5Tokenizer has neither GLM's special tokens"):
+        make_collator(ByT5Tokenizer(extra_ids=0), False, 16, 4, "train", "glm")(RECORDS)
