@@ -21,6 +21,7 @@ from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
 from orchmoe.metrics.router import classifier_accuracy, pooled_features, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
+from orchmoe.progress import progress
 
 ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
 
@@ -59,6 +60,7 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     adapters = checkpoint is not None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     rows = []
+    bar = progress(len(records), f"evaluate {split}")
     for k in range(0, len(records), batch_size):
         chunk = records[k:k + batch_size]
         batch = {key: v.to(device) for key, v in gen(chunk).items()}
@@ -82,6 +84,8 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
             if predicted is not None:
                 row["predicted_domain"] = int(predicted[i])
             rows.append(row)
+        bar.update(len(chunk))
+    bar.close()
     metrics = metrics_from_predictions(rows, xlingual_tokenizer)
     if classifier is not None:
         metrics["mean"]["classifier_accuracy"] = classifier
