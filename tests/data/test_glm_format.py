@@ -13,6 +13,7 @@ import torch
 from transformers import GlmConfig, LlamaConfig, PretrainedConfig
 
 from orchmoe.adapters import AdapterConfig, attach_adapters
+from orchmoe.adapters.export import prompt_routing
 from orchmoe.data import glm_format
 from orchmoe.data.batching import make_collator
 from orchmoe.models.tiny import build_tiny, byte_tokenizer
@@ -121,6 +122,9 @@ def test_every_method_generates_through_the_format(method):
     assert first or method in ("lora", "moe_lora", "poly", "mhr")  # those have no per-example readout
     for group in first:
         assert all(torch.allclose(again[group][k].float(), v.float(), atol=1e-5) for k, v in routing[group].items())
+    weights, readout = prompt_routing(model, batch)  # `orchmoe route` / export read the same routing
+    for group, values in routing.items():
+        assert all(torch.allclose(readout[group][k].float(), v.float(), atol=1e-5) for k, v in values.items())
 
 
 def _suite(root):
