@@ -69,7 +69,7 @@ def nan_base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A valid LoRA checkpoint on the tiny T5 (TINY below): adapter_config.json + adapter_model.safetensors."""
+    """A valid LoRA checkpoint on the tiny T5 (TINY below): orchmoe_adapter.json + orchmoe_adapter.safetensors."""
     from orchmoe.adapters import AdapterConfig, attach_adapters
     from orchmoe.models.tiny import build_tiny
 
@@ -124,6 +124,20 @@ def train_argv(adapter=LORA, train=TRAIN, base=TINY, data=None):
     return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", fill(data, ctx) if data else str(ctx["suite"]),
                              "--adapter-config", adapter, "--train-config", train, "--out", str(tmp / "out"),
                              "--work", str(tmp / "work")]
+
+
+def init_argv():
+    moe = '{"method": "moe_lora", "rank": 2, "n_skills": 2, "target_modules": ["q", "v"]}'
+    return lambda tmp, ctx: train_argv(adapter=moe)(tmp, ctx) + ["--init-skills", str(tmp / "peft"), str(tmp / "peft")]
+
+
+def peft_setup(tmp: Path, r: int, targets: list[str]) -> None:
+    """A PEFT LoRA folder for the tiny T5, as a hub download would hold."""
+    import peft
+
+    from orchmoe.models.tiny import build_tiny
+
+    peft.get_peft_model(build_tiny("t5"), peft.LoraConfig(r=r, target_modules=targets)).save_pretrained(tmp / "peft")
 
 
 def sample_argv(*extra, tasks="tasks"):
@@ -213,25 +227,35 @@ CASES = [
          r"{tmp}/emptybase: base model folder holds neither config\.json nor a \.gguf file",
          setup=lambda tmp: (tmp / "emptybase").mkdir()),
     Case("nan-loss-injected", train_argv(base="{nan_base}"), r"non-finite loss \(nan\) at step 1 of lora"),
+    # --- PEFT LoRA folders as skills (--init-skills): the folder is named on every mismatch
+    Case("init-skill-peft-rank", init_argv(), r"{tmp}/peft: .*lora_A \(4, 64\).* \(rank 2\)",
+         setup=lambda tmp: peft_setup(tmp, r=4, targets=["q", "v"])),
+    Case("init-skill-peft-targets", init_argv(), r"{tmp}/peft: its LoRA modules differ from this config's target_modules",
+         setup=lambda tmp: peft_setup(tmp, r=2, targets=["q", "k"])),
+    Case("init-skill-not-lora", init_argv(), r"{tmp}/peft: a skill must be a PEFT LoRA folder, got peft_type='IA3'",
+         setup=lambda tmp: (tmp / "peft").mkdir() or (tmp / "peft" / "adapter_config.json").write_text(
+             '{"peft_type": "IA3"}')),
+    Case("export-not-a-run", lambda tmp, ctx: ["export", str(tmp), "--out", str(tmp / "out")],
+         r"{tmp}: not a training run \(run\.json missing\)"),
     Case("checkpoint-not-adapter",
          lambda tmp, ctx: ["evaluate", "--base", TINY, "--checkpoint", str(tmp), "--data", str(ctx["suite"]),
                            "--out", str(tmp / "out")],
-         r"{tmp}: not an adapter checkpoint \(adapter_config\.json missing\)"),
+         r"{tmp}: not an adapter checkpoint \(orchmoe_adapter\.json missing\)"),
     Case("suite-jsonl-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl:2: not valid JSON",
          setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "a"}\n{"id": "b", oops\n')),
     Case("suite-jsonl-not-utf8", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl: not UTF-8 text",
          setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "caf\xe9"}\n')),
     Case("suite-manifest-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/manifest\.json: not valid JSON",
          setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], manifest_json=b'{"tasks": [')),
-    Case("adapter-config-malformed", eval_argv(), r"{tmp}/badckpt/adapter_config\.json: not valid JSON",
-         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"], adapter_config__json=b'{"orchmoe_adapter": {')),
+    Case("adapter-config-malformed", eval_argv(), r"{tmp}/badckpt/orchmoe_adapter\.json: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"], orchmoe_adapter__json=b'{"orchmoe_adapter": {')),
     Case("adapter-weights-truncated", eval_argv(),
-         r"{tmp}/badckpt/adapter_model\.safetensors: not a readable safetensors file",
+         r"{tmp}/badckpt/orchmoe_adapter\.safetensors: not a readable safetensors file",
          setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"],
-                                                        adapter_model__safetensors=lambda b: b[: len(b) // 2])),
+                                                        orchmoe_adapter__safetensors=lambda b: b[: len(b) // 2])),
     Case("adapter-base-shape-mismatch", eval_argv(base='{"source": "tiny", "arch": "t5", "d_model": 48}',
                                                   checkpoint="{checkpoint}"),
-         r"adapter_model\.safetensors: adapter weights do not fit this base model "
+         r"orchmoe_adapter\.safetensors: adapter weights do not fit this base model "
          r"\(\S+: checkpoint \(1, 2, 64\), base expects \(1, 2, 48\)\)"),
     Case("read-only-output-folder",
          lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "ro" / "suite"),

@@ -82,7 +82,9 @@ def _build_runs():
                         run = {"suite": suite, "base": base, "entry": name,
                                "name": paths.run_name(name, point, target[1:] or None),
                                "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
-                        if entry.get("init_from"):
+                        if isinstance(entry.get("init_from"), list):  # PEFT LoRA folders, one per skill
+                            run["init_dirs"] = list(entry["init_from"])
+                        elif entry.get("init_from"):
                             src = config["methods"][entry["init_from"]]
                             src_domains = src.get("domains", SUITES[suite].get("domains", []))
                             run["init"] = [f"{entry['init_from']}@{d}" for d in src_domains]
@@ -107,7 +109,7 @@ def check_references():
                 if v not in config[key]:
                     config_error(f"methods.{name}.{key}: unknown {key[:-1]} {v!r} (known: {', '.join(config[key])})")
         src = entry.get("init_from")
-        if src is not None and (src not in methods or not methods[src].get("per_domain")):
+        if isinstance(src, str) and (src not in methods or not methods[src].get("per_domain")):  # a list: PEFT folders
             config_error(f"methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
         if entry.get("per_domain"):
             for suite in entry.get("suites", list(SUITES)):
@@ -236,6 +238,7 @@ def train_inputs(wildcards):
     inputs = {"data": f"{run_data(run)}/manifest.json", "base": base_target(wildcards.base)}
     # MoE-LoRA (from single LoRAs) and MoA start from the per-domain single-LoRA checkpoints of the same seed
     inputs["init"] = [ckpt(wildcards.suite, wildcards.base, r, wildcards.seed) for r in run["init"]]
+    inputs["init"] += run.get("init_dirs", [])  # PEFT LoRA folders given by path
     return inputs
 
 
