@@ -1,4 +1,4 @@
-"""Run Snakemake on a copy of the workflow (Snakefile, workflow/, config/) so tests never lock or touch the tree."""
+"""Run Snakemake on a copy of the workflow (Snakefile, workflow/, config/, src/) so tests never lock or touch the tree."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ CONFIGS = ["demo", "ci", "superni-sample", "paper-orchmoe", "paper-moa", "study"
 def copy_workflow(dest: Path) -> Path:
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(REPO / name, dest / name)
-    for name in ("workflow", "config"):
+    for name in ("workflow", "config", "src"):  # src: the rules' code params hash the package source
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shared = dest.parent / "shared"  # config/superni-sample.yaml reads ../shared/data/superni-sample
     if not shared.exists() and (REPO.parent / "shared").is_dir():

@@ -147,7 +147,12 @@ def prompt_routing(model, batch: dict) -> tuple[dict, dict]:
     routers' read-outs (OrchMoE task weights, MoA predicted domains). Exact: read from the routing cache itself."""
     batch = dict(batch)
     routing = {k: batch.pop(k) for k in ("task_ids", "domain_ids", "prompt_mask")}
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    if "generation_attention_mask" in batch:  # GLM's format: the context + <sop> pass that generation starts with
+        from orchmoe.data.glm_format import forward_inputs
+
+        inputs = forward_inputs(batch)
+    else:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     if model.is_encoder_decoder:  # decoder blocks route from the encoder's output: any decoder input will do
         start = model.base_model.config.decoder_start_token_id or 0
         inputs["decoder_input_ids"] = torch.full((inputs["input_ids"].shape[0], 1), start)

@@ -1,28 +1,14 @@
-"""Router accuracy against domain labels, and a plain classifier on the same pooled features (MoA Table 3)."""
+"""Router accuracy against domain labels, and a plain classifier on pooled features (MoA Table 3): pure functions
+of predictions and features (the features themselves come from the model: training/evaluate.py)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from orchmoe.adapters.routing import masked_rms_norm, mean_pool
 
 
 def router_accuracy(predicted: list[int], gold: list[int]) -> float | None:
     """Percent of examples whose predicted domain equals the label; examples without a label (-1) are skipped."""
     pairs = [(p, g) for p, g in zip(predicted, gold) if g is not None and g >= 0]
     return round(100.0 * sum(p == g for p, g in pairs) / len(pairs), 4) if pairs else None
-
-
-@torch.no_grad()
-def pooled_features(model, batch: dict, layer: int = 0) -> torch.Tensor:
-    """The MoA router's input: RMS-normalised hidden states entering transformer block `layer` (0 = the
-    embeddings), mean-pooled over prompt tokens. For encoder-decoder models the encoder's states are used."""
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "output_hidden_states": True}
-    if getattr(model.config, "is_encoder_decoder", False):
-        hidden = model.get_encoder()(**kwargs).hidden_states[layer]
-    else:
-        hidden = model(**kwargs).hidden_states[layer]
-    return mean_pool(masked_rms_norm(hidden.float()), batch["prompt_mask"].to(hidden.device)).cpu()
 
 
 def classifier_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from orchmoe.data.batching import make_collator
+from orchmoe.data.glm_format import input_format
 from orchmoe.io import atomic_path, read_jsonl
 from orchmoe.progress import progress
 from orchmoe.seeding import seed_everything
@@ -25,7 +26,8 @@ def pretrain_tiny(arch: str, suite_dir, out_dir, steps: int = 300, batch_size: i
     model = build_tiny(arch, seed=seed, **model_kwargs).train()
     tokenizer = byte_tokenizer()
     records = read_jsonl(Path(suite_dir) / "train.jsonl")
-    collate = make_collator(tokenizer, model.config.is_encoder_decoder, max_source_length, max_target_length)
+    collate = make_collator(tokenizer, model.config.is_encoder_decoder, max_source_length, max_target_length,
+                            input_format=input_format(model.config))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)))
     g = torch.Generator().manual_seed(seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchmoe.io import write_json, write_text
+from orchmoe.paths import parse_run
 
 from .collect import SCORES, collect_runs, long_rows
 
@@ -24,9 +25,7 @@ METRIC_LABELS = {"exact_match": "EM", "rougeL": "RougeL", "rougeLsum": "RougeLsu
 def label(run: str, method: str) -> str:
     """Display name: the method's paper name, plus the run's sweep point / domain when it has one."""
     name = LABELS.get(method, method)
-    rest = run.split("-", 1)[1] if "-" in run.split("@")[0] else ""
-    domain = run.split("@")[1] if "@" in run else ""
-    entry = run.split("@")[0].split("-")[0]
+    entry, rest, domain = parse_run(run)
     extra = [] if entry == method else [entry]
     extra += [rest] if rest else []
     extra += [f"domain {domain}"] if domain else []

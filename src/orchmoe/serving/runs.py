@@ -33,9 +33,11 @@ class Run:
 
     def collate(self, records: list[dict]) -> dict:
         from orchmoe.data.batching import make_collator
+        from orchmoe.data.glm_format import input_format
 
         max_len = self.record.get("config", {}).get("train", {}).get("max_source_length", 512)
-        return make_collator(self.tokenizer, self.model.is_encoder_decoder, max_len, 8, "generate")(records)
+        return make_collator(self.tokenizer, self.model.is_encoder_decoder, max_len, 8, "generate",
+                             input_format(self.model.base_model.config))(records)
 
     @torch.no_grad()
     def routing(self, prompts: list[str], batch_size: int = 32) -> tuple[dict, list]:

@@ -14,15 +14,37 @@ import numpy as np
 import torch
 
 from orchmoe.adapters import load_adapters, read_adapter_config
+from orchmoe.adapters.routing import masked_rms_norm, mean_pool, sequence_mask
+from orchmoe.data import glm_format
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
-from orchmoe.metrics.router import classifier_accuracy, pooled_features, router_accuracy
+from orchmoe.metrics.router import classifier_accuracy, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
 from orchmoe.progress import progress
 
 ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
+
+
+@torch.no_grad()
+def pooled_features(model, batch: dict, layer: int = 0) -> torch.Tensor:
+    """The MoA router's input: RMS-normalised hidden states entering transformer block `layer` (0 = the
+    embeddings), mean-pooled over prompt tokens. For encoder-decoder models the encoder's states are used."""
+    if "generation_attention_mask" in batch:  # GLM's format: context + <sop> in one pass (orchmoe.data.glm_format)
+        from orchmoe.data.glm_format import forward_inputs
+
+        kwargs = forward_inputs(batch) | {"output_hidden_states": True}
+    else:
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "output_hidden_states": True}
+    if getattr(model.config, "is_encoder_decoder", False):
+        hidden = model.get_encoder()(**kwargs).hidden_states[layer]
+    else:
+        out = model(**kwargs)
+        # THUDM's remote GLM has no hidden_states output; its `mems` are the same states (block inputs, then output)
+        hidden = (out.hidden_states if getattr(out, "hidden_states", None) is not None else out.mems)[layer]
+    return mean_pool(masked_rms_norm(hidden.float()), sequence_mask(hidden, batch["prompt_mask"])).cpu()
 
 
 def read_split(suite_dir, split: str) -> list[dict]:
@@ -47,8 +69,10 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     records = read_split(suite_dir, split)
     device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
-    gen = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "generate")
-    score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train")
+    fmt = glm_format.input_format(base_model.config)  # GLM: its own [gMASK] / <sop> layout
+    width = max_new_tokens or max_target_length  # GLM's generation mask spans the tokens generate() may add
+    gen = make_collator(tokenizer, is_enc_dec, max_source_length, width, "generate", fmt)
+    score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train", fmt)
     base_model.to(device).eval()
     moa = checkpoint is not None and read_adapter_config(checkpoint).method == "moa"
     # the plain classifier needs the frozen base's features, taken before the adapters are injected
@@ -62,14 +86,15 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         chunk = records[k:k + batch_size]
         batch = {key: v.to(device) for key, v in gen(chunk).items()}
         routing = {key: batch.pop(key) for key in ROUTING_KEYS}
-        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=num_beams)
-        with autocast:
+        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=num_beams,
+                      **glm_format.generate_kwargs(tokenizer, fmt))
+        with autocast, glm_format.generation(base_model, fmt):
             out = model.generate(**batch, **routing, **kwargs) if adapters else model.generate(**batch, **kwargs)
         last = _per_example(model.last_routing(), len(chunk)) if adapters else {}
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
-        nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec, device, autocast)
+        nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec or fmt == "glm", device, autocast)
         # routing of the teacher-forced pass: the same prompt routing; MoE-LoRA's token weights over the sequence
         skills = _skill_weights(model.cfg.method, model.last_routing()) if adapters else None
         for i, (r, text) in enumerate(zip(chunk, texts)):
@@ -105,14 +130,15 @@ def metrics_from_predictions(rows: list[dict], xlingual_tokenizer: str | None = 
     return metrics
 
 
-def _reference_nll(model, batch: dict, adapters: bool, is_enc_dec: bool, device: str, autocast) -> list:
-    """Per example: summed NLL of the first reference (+ eos) under teacher forcing, and its token count."""
+def _reference_nll(model, batch: dict, adapters: bool, aligned: bool, device: str, autocast) -> list:
+    """Per example: summed NLL of the first reference (+ eos) under teacher forcing, and its token count.
+    aligned: labels sit under the logits that predict them (encoder-decoder, GLM); else shifted by one."""
     batch = {k: v.to(device) for k, v in batch.items()}
     routing = {k: batch.pop(k) for k in ROUTING_KEYS}
     labels = batch["labels"]
     with autocast:
         logits = (model(**batch, **routing) if adapters else model(**batch)).logits
-    return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not is_enc_dec) for i in range(labels.shape[0])]
+    return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not aligned) for i in range(labels.shape[0])]
 
 
 def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device) -> float | None:

@@ -26,6 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from orchmoe.adapters import AdapterConfig, attach_adapters
 from orchmoe.data.batching import make_collator
+from orchmoe.data.glm_format import input_format
 from orchmoe.errors import ConfigError, TrainingError
 from orchmoe.io import atomic_path, md5_file, read_jsonl
 from orchmoe.progress import progress
@@ -122,8 +123,6 @@ def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_row
         (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     for old in work.glob("step-*"):  # keep only the newest
         if old.name != f"step-{step}":
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -141,7 +140,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     if not records:
         raise ConfigError(f"{suite_dir}/train.jsonl: no training examples")
     collate = make_collator(tokenizer, model.is_encoder_decoder, train_cfg.max_source_length,
-                            train_cfg.max_target_length, "train")
+                            train_cfg.max_target_length, "train", input_format(base_model.config))
     micro_per_epoch = math.ceil(len(records) / train_cfg.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / train_cfg.grad_accum)
     # max_steps, when set, replaces epochs: that many optimiser steps, wrapping over reshuffled epochs

@@ -11,7 +11,6 @@ from ..routing import Router
 
 
 class MoELoRARouter(Router):
-    level = "token"
     mix = "outputs"
 
     def __init__(self, cfg, d_in: int):

@@ -45,9 +45,6 @@ class OrchMoERouter(PromptRouter):
             pooled = F.layer_norm(pooled, pooled.shape[-1:])
         return pooled
 
-    def task_weights(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.task_router(self.features(hidden, mask)), dim=-1)  # (B, T)
-
     def route_features(self, features):
         w = torch.softmax(self.task_router(features), dim=-1)  # eq. 4 + softmax over the T abstract tasks
         if self.training and self.gumbel == "example":  # (B, T, S): each example its own sample, as Poly per task
