@@ -45,11 +45,12 @@ def test_paired_bootstrap_ci_and_one_seed_formatting():
     assert mean_sd([1.0, 3.0]) == "2.00 ± 1.41"
 
 
-def test_router_diagnostics_per_block_and_the_uniform_warning(tiny_t5):
+def test_router_diagnostics_per_block_and_the_uniform_warning():
     from orchmoe.adapters import attach_adapters
+    from orchmoe.models.tiny import build_tiny
 
     torch.manual_seed(0)
-    model = attach_adapters(tiny_t5, {"method": "orchmoe", "target_modules": ["q", "k", "v"], "rank": 2,
+    model = attach_adapters(build_tiny("t5"), {"method": "orchmoe", "target_modules": ["q", "k", "v"], "rank": 2,
                                       "n_tasks": 3})
     with torch.no_grad():  # B = 0 at init gives the routers no gradient at all: start from a trained-looking B
         for n, p in model.named_parameters():
