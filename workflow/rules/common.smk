@@ -285,6 +285,7 @@ def sample_flags(wildcards, input):
         return " ".join(flags + (["--strict"] if s.get("strict") else []))
     flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
              f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
+             *([f"--n-unseen-train {s['n_unseen_train']}"] if s.get("n_unseen_train") else []),
              f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
     flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
     if "skills" in input.keys():

@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--n-eval", type=int, default=100)
     p.add_argument("--n-unseen", type=int, default=10)
     p.add_argument("--n-unseen-eval", type=int, default=100)
+    p.add_argument("--n-unseen-train", type=int, default=0,
+                   help="few-shot examples per unseen task (unseen_train.jsonl, for `orchmoe adapt`)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--english-only", action="store_true")
     p.add_argument("--train-split-only", action="store_true", help="seen tasks from splits/default/train_tasks.txt")
@@ -81,7 +83,8 @@ def _sample(args) -> None:
             raise DataError(f"{path}: field 'domains' (task -> domain) is missing")
     m = sample_superni(args.tasks_dir, args.out, args.n_tasks, args.n_train, args.n_eval, args.n_unseen,
                        args.n_unseen_eval, args.seed, args.english_only, args.train_split_only,
-                       args.num_pos_examples, args.strict, domains, args.split_file, args.prompt_format)
+                       args.num_pos_examples, args.strict, domains, args.split_file, args.prompt_format,
+                       args.n_unseen_train)
     print(f"{args.out}: {len(m['tasks'])} tasks, {m['counts']}; short tasks: {len(m['short_tasks'])}")
 
 

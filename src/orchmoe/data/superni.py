@@ -193,8 +193,9 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
                    n_unseen_eval: int = 100, seed: int = 0, english_only: bool = False,
                    train_split_only: bool = False, num_pos_examples: int = 0, strict: bool = False,
                    task_domains: dict[str, str] | None = None, split_file=None,
-                   prompt_format: str = "definition") -> dict:
-    """Sample a suite into out_dir. task_domains (task -> domain name) labels examples for MoA.
+                   prompt_format: str = "definition", n_unseen_train: int = 0) -> dict:
+    """Sample a suite into out_dir. n_unseen_train > 0 also writes unseen_train.jsonl: each unseen task's next
+    n_unseen_train instances after its eval ones (the few-shot examples of `orchmoe adapt`, disjoint from eval). task_domains (task -> domain name) labels examples for MoA.
 
     Memory stays flat in the corpus size: tasks are chosen from file names (and, for english_only, the language
     fields read without the instances), then the chosen files are read one at a time and their rows streamed to
@@ -252,6 +253,8 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
               "n_unseen_eval": n_unseen_eval, "english_only": english_only, "train_split_only": train_split_only,
               "num_pos_examples": num_pos_examples, "prompt_format": prompt_format,
               "split_file": str(split_file) if split_file else None}
+    if n_unseen_train:  # only when asked: suites sampled before the few-shot protocol keep their manifests
+        params["n_unseen_train"] = n_unseen_train
     out_dir = Path(out_dir)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a suite without manifest.json is incomplete
     created = not out_dir.exists()
@@ -267,12 +270,15 @@ def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, stric
     """Read the chosen task files one at a time, stream their rows into the three splits, then the manifest."""
     n_train, n_eval, n_unseen_eval = params["n_train"], params["n_eval"], params["n_unseen_eval"]
     num_pos_examples, prompt_format = params["num_pos_examples"], params["prompt_format"]
-    counts = {"train": 0, "eval": 0, "unseen": 0}
-    ids = {"train": {}, "eval": {}, "unseen": {}}
+    n_unseen_train = params.get("n_unseen_train", 0)
+    names = (("train", "train.jsonl"), ("eval", "eval.jsonl"), ("unseen", "unseen.jsonl"))
+    names += (("unseen_train", "unseen_train.jsonl"),) if n_unseen_train else ()
+    counts = {split: 0 for split, _ in names}
+    ids = {split: {} for split, _ in names}
     short, sources = {}, {}
     with contextlib.ExitStack() as stack:
         sinks = {}
-        for split, file in (("train", "train.jsonl"), ("eval", "eval.jsonl"), ("unseen", "unseen.jsonl")):
+        for split, file in names:
             sinks[split] = stack.enter_context(open(stack.enter_context(atomic_path(out_dir / file)), "w",
                                                     encoding="utf-8"))
 
@@ -301,6 +307,12 @@ def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, stric
                 short[name] = {"instances": n, "unseen_eval": n}
                 log.warning("%s: %d instances < %d requested; using %d unseen eval", name, n, n_unseen_eval, n)
             emit("unseen", task, -1, task.instances[:n_unseen_eval])
+            if n_unseen_train:
+                few = task.instances[n_unseen_eval:n_unseen_eval + n_unseen_train]
+                if len(few) < n_unseen_train:
+                    raise DataError(f"{task.path}: {n} instances leave {len(few)} after the {n_unseen_eval} unseen "
+                                    f"eval ones; n_unseen_train={n_unseen_train} asks for more")
+                emit("unseen_train", task, -1, few)
             sources[name] = md5_file(task.path)
             del task
         for sink in sinks.values():

@@ -49,6 +49,20 @@ def register(sub) -> None:
                    help="folder with the GPT-2 tokenizer files: score with the official xlingual track")
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("adapt", help="few-shot: train only the routing for the held-out tasks, skills frozen; evaluate")
+    p.add_argument("--base", required=True)
+    p.add_argument("--checkpoint", required=True, help="a trained adapter checkpoint (its skills stay frozen)")
+    p.add_argument("--data", required=True, help="suite folder with unseen.jsonl and unseen_train.jsonl")
+    p.add_argument("--out", required=True, help="evaluation folder (split 'fewshot'); the adapted routing in adapter/")
+    p.add_argument("--lr", type=float, default=0.03, help="routing learning rate")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=16, help="training batch size")
+    p.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--max-source-length", type=int, default=512)
+    p.add_argument("--max-target-length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_adapt)
+
 
 def resolve_adapter_config(raw: dict, manifest: dict):
     """Fill what the suite decides: n_tasks (Poly/MHR/OrchMoE) and, for MoA, one LoRA per domain."""
@@ -117,6 +131,53 @@ def _evaluate(args) -> None:
                   "base": base_input(args.base)}
         if "classifier_accuracy" in metrics["mean"]:  # the MoA comparison classifier is fitted on train.jsonl
             inputs["train_data"] = Path(args.data) / "train.jsonl"
+        config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}
+        write_run_json(tmp / "run.json", " ".join(sys.argv), config, args.seed, inputs,
+                       {"predictions.jsonl": tmp / "predictions.jsonl", "metrics.json": tmp / "metrics.json"})
+    print(f"{out}: " + ", ".join(f"{k}={v}" for k, v in metrics["mean"].items()))
+
+
+def _adapt(args) -> None:
+    import csv
+    import shutil
+    import tempfile
+
+    from orchmoe.adapters.model import CONFIG_NAME
+    from orchmoe.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+    from orchmoe.models.loading import load_base
+    from orchmoe.provenance import write_run_json
+
+    from .adapt import adapt, with_new_ids
+    from .evaluate import evaluate
+
+    if not (Path(args.checkpoint) / CONFIG_NAME).is_file():
+        raise ConfigError(f"{args.checkpoint}: not an adapter checkpoint ({CONFIG_NAME} missing)")
+    if args.steps < 0 or args.lr <= 0 or args.batch_size < 1:
+        raise ConfigError(f"adapt: --steps {args.steps} / --lr {args.lr} / --batch-size {args.batch_size} out of range")
+    base, tokenizer = load_base(base_spec(args.base))
+    model, first, rows = adapt(base, tokenizer, args.data, args.checkpoint, args.lr, args.steps, args.batch_size,
+                               args.seed, args.max_source_length, args.max_target_length)
+    out = Path(args.out)
+    with atomic_path(out) as tmp, tempfile.TemporaryDirectory() as suite:
+        tmp.mkdir()
+        model.save_adapters(tmp / "adapter")
+        with open(tmp / "adapt_log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["step", "loss"])
+            writer.writeheader()
+            writer.writerows(rows)
+        # the held-out eval examples with the adapted task ids (Poly/MHR), in a suite the evaluator reads
+        manifest = read_json(Path(args.data) / "manifest.json")
+        write_jsonl(Path(suite) / "unseen.jsonl", with_new_ids(read_jsonl(Path(args.data) / "unseen.jsonl"),
+                                                               manifest["unseen_tasks"], first))
+        shutil.copy(Path(args.data) / "train.jsonl", Path(suite) / "train.jsonl")  # MoA's comparison classifier
+        write_json(Path(suite) / "manifest.json", manifest)
+        fresh, _ = load_base(base_spec(args.base))  # adapters were injected into `base` in place
+        preds, metrics = evaluate(fresh, tokenizer, suite, "unseen", tmp / "adapter", args.eval_batch_size,
+                                  args.max_source_length, args.max_target_length, seed=args.seed)
+        write_jsonl(tmp / "predictions.jsonl", preds)
+        write_json(tmp / "metrics.json", metrics)
+        inputs = {"data": Path(args.data) / "unseen.jsonl", "few_shot": Path(args.data) / "unseen_train.jsonl",
+                  "checkpoint": Path(args.checkpoint), "base": base_input(args.base)}
         config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}
         write_run_json(tmp / "run.json", " ".join(sys.argv), config, args.seed, inputs,
                        {"predictions.jsonl": tmp / "predictions.jsonl", "metrics.json": tmp / "metrics.json"})

@@ -1,0 +1,76 @@
+"""Few-shot adaptation (`orchmoe adapt`): only routing trains, skills stay bitwise equal, held-out tasks get ids."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from orchmoe.cli import main
+from orchmoe.data.builtin import write_builtin_suite
+from orchmoe.data.superni import sample_superni
+from orchmoe.io import read_json
+from orchmoe.models.loading import load_base
+from orchmoe.training.adapt import adapt, is_skill_param
+from orchmoe.training.cli import resolve_adapter_config
+from orchmoe.training.trainer import train, write_outputs
+
+from .conftest import FAST, TARGETS, tiny_spec
+
+
+@pytest.fixture(scope="module")
+def heldout_suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    meta = write_builtin_suite(root / "raw", n_instances=12, n_primitive_instances=4, max_tasks=5)
+    sample_superni(root / "raw" / "tasks", root / "s", n_tasks=3, n_train=8, n_eval=2, n_unseen=2,
+                   n_unseen_eval=2, n_unseen_train=4, task_domains=meta["domains"])
+    return root / "s"
+
+
+def _trained(tmp_path, suite, method):
+    base, tok = load_base(json.loads(tiny_spec("t5")))
+    raw = {"method": method, "rank": 2, "target_modules": TARGETS["t5"], **({} if method == "lora" else {"n_skills": 2})}
+    cfg = resolve_adapter_config(raw,
+                                 read_json(suite / "manifest.json"))
+    from orchmoe.training.trainer import TrainConfig
+    model = train(base, tok, suite, cfg, TrainConfig.from_dict({**FAST, "max_steps": 2}), 0, tmp_path / "w")
+    write_outputs(tmp_path / "ckpt", model)
+    return tmp_path / "ckpt"
+
+
+@pytest.mark.parametrize("method", ["poly", "orchmoe"])
+def test_adapt_trains_only_routing(tmp_path, heldout_suite, method):
+    ckpt = _trained(tmp_path, heldout_suite, method)
+    from safetensors.torch import load_file
+    saved = load_file(str(ckpt / "orchmoe_adapter.safetensors"))
+    base, tok = load_base(json.loads(tiny_spec("t5")))
+    model, first, rows = adapt(base, tok, heldout_suite, ckpt, lr=0.5, steps=3, batch_size=4, seed=0,
+                               max_source_length=96, max_target_length=12)
+    now = {n: p.detach() for n, p in model.named_parameters()}
+    skills = [n for n in saved if is_skill_param(n)]
+    assert skills and all(torch.equal(saved[n], now[n]) for n in skills)  # skills bitwise equal
+    routers = [n for n in saved if not is_skill_param(n)]
+    if method == "poly":  # seen rows untouched, the two held-out rows appended and trained
+        assert first == 3 and model.cfg.n_tasks == 5
+        for n in routers:
+            assert torch.equal(now[n][:3], saved[n]) and now[n].shape[0] == 5
+        assert any(not torch.allclose(now[n][3:], saved[n].mean(0).expand(2, -1)) for n in routers)
+    else:  # no task ids: the routing parameters themselves train
+        assert first is None and any(not torch.equal(saved[n], now[n]) for n in routers)
+    assert len(rows) == 3
+
+
+def test_adapt_cli_writes_fewshot_eval(tmp_path, heldout_suite):
+    ckpt = _trained(tmp_path, heldout_suite, "lora")  # no routing: nothing trains, the checkpoint is evaluated as is
+    out = tmp_path / "fewshot"
+    main(["adapt", "--base", tiny_spec("t5"), "--checkpoint", str(ckpt), "--data", str(heldout_suite), "--out",
+          str(out), "--steps", "2", "--max-source-length", "96", "--max-target-length", "12"])
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["per_task"]) == set(read_json(heldout_suite / "manifest.json")["unseen_tasks"])
+    assert (out / "adapter" / "orchmoe_adapter.json").is_file()
+
+
+def test_unseen_train_is_disjoint_from_unseen_eval(heldout_suite):
+    from orchmoe.io import read_jsonl
+    few, ev = read_jsonl(heldout_suite / "unseen_train.jsonl"), read_jsonl(heldout_suite / "unseen.jsonl")
+    assert len(few) == 8 and not {r["id"] for r in few} & {r["id"] for r in ev}
