@@ -206,6 +206,11 @@ CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
 EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)
          if sp == "eval" or not RUNS[(s, b, r)]["domain"]]
 EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
+# Few-shot on the held-out compositions (rule adapt) where the suite samples few-shot examples; not for per-domain
+# single LoRAs (MoA's ingredients)
+FEWSHOT = [eval_dir(s, b, r, seed, "fewshot") for (s, b, r) in RUNS for seed in SEEDS
+           if SUITES[s].get("n_unseen_train") and SUITES[s].get("n_unseen", 0) > 0 and not RUNS[(s, b, r)]["domain"]]
+EVALS += FEWSHOT
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]

@@ -68,9 +68,9 @@ def dvc_stages():
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}
     stages["evaluate"] = {
         "cmd": snakemake_cmd("evaluate_all"),
-        "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate")
+        "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate", *(["adapt"] if FEWSHOT else []))
         + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
-        "params": [{CONFIG_FILE: ["evaluate"] + base_keys(only=("path",))}],
+        "params": [{CONFIG_FILE: ["evaluate"] + (["adapt"] if FEWSHOT else []) + base_keys(only=("path",))}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {

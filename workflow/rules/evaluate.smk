@@ -10,7 +10,7 @@ rule evaluate:
     wildcard_constraints:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
-        split="eval|unseen",
+        split="eval|unseen",  # "fewshot" is written by rule adapt
     params:
         base=lambda w: base_dir(w.base),
         data=lambda w: suite_dir(w.suite),
@@ -29,5 +29,42 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
         " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"
+        " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
+        " > {log} 2>&1"
+
+
+# Few-shot adaptation to the held-out compositions (Polytropon's / MHR's protocol): only the routing for the new
+# tasks trains, on k = n_unseen_train examples of each, the skills stay frozen; then the held-out eval split.
+rule adapt:
+    input:
+        data=lambda w: f"{suite_dir(w.suite)}/manifest.json",
+        base=lambda w: base_target(w.base),
+        checkpoint=lambda w: ckpt(w.suite, w.base, w.run, w.seed),
+    output:
+        directory(eval_dir("{suite}", "{base}", "{run}", "{seed}", "fewshot")),
+    wildcard_constraints:
+        run="[A-Za-z0-9_.@-]+",
+        seed="[0-9]+",
+    params:
+        base=lambda w: base_dir(w.base),
+        data=lambda w: suite_dir(w.suite),
+        a=config["adapt"],
+        e=config["evaluate"],
+        code=code("adapt"),
+    threads: 1
+    resources:
+        gpu=train_gpu,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+    log:
+        f"logs/{EXP}/adapt/{{suite}}/{{base}}/{{run}}/seed{{seed}}.log",
+    benchmark:
+        f"logs/{EXP}/benchmarks/adapt/{{suite}}/{{base}}/{{run}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/orchmoe.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} orchmoe adapt --base {params.base} --checkpoint {input.checkpoint}"
+        " --data {params.data} --out {output} --lr {params.a[lr]} --steps {params.a[steps]}"
+        " --batch-size {params.a[batch_size]} --eval-batch-size {params.e[batch_size]} --seed {wildcards.seed}"
         " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
         " > {log} 2>&1"
