@@ -74,3 +74,29 @@ def test_unseen_train_is_disjoint_from_unseen_eval(heldout_suite):
     from orchmoe.io import read_jsonl
     few, ev = read_jsonl(heldout_suite / "unseen_train.jsonl"), read_jsonl(heldout_suite / "unseen.jsonl")
     assert len(few) == 8 and not {r["id"] for r in few} & {r["id"] for r in ev}
+
+
+def test_oracle_allocation_is_the_skill_map(tmp_path, heldout_suite):
+    """The oracle routes every task (held-out ones by name) uniformly over its ground-truth skills; they train."""
+    skills_file = heldout_suite.parent / "raw" / "skills.json"
+    meta, manifest = read_json(skills_file), read_json(heldout_suite / "manifest.json")
+    ckpt = tmp_path / "oracle"
+    main(["train", "--base", tiny_spec("t5"), "--data", str(heldout_suite), "--seed", "0", "--out", str(ckpt),
+          "--work", str(tmp_path / "w"), "--oracle-skills", str(skills_file),
+          "--adapter-config", json.dumps({"method": "poly", "rank": 2, "target_modules": TARGETS["t5"]}),
+          "--train-config", json.dumps({**FAST, "max_steps": 2})])
+    from orchmoe.adapters import load_adapters
+    model = load_adapters(load_base(json.loads(tiny_spec("t5")))[0], ckpt)
+    names = manifest["tasks"] + manifest["unseen_tasks"]
+    assert model.cfg.task_names == names and model.cfg.n_skills == len(meta["primitives"])
+    want = torch.tensor([[0.5 if p in meta["skills"][t] else 0.0 for p in meta["primitives"]] for t in names])
+    for alloc in model.routing_report()["allocation"].values():
+        assert torch.equal(torch.as_tensor(alloc), want)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n.endswith("module_logits"))
+    lora_b = [p for n, p in model.named_parameters() if n.endswith("lora_B")]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # skills trained (B starts at 0)
+    out = tmp_path / "fewshot"  # nothing to adapt: the held-out rows are given
+    main(["adapt", "--base", tiny_spec("t5"), "--checkpoint", str(ckpt), "--data", str(heldout_suite), "--out",
+          str(out), "--steps", "2", "--max-source-length", "96", "--max-target-length", "12"])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert rows and set(r["task"] for r in rows) == set(manifest["unseen_tasks"])

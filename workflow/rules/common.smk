@@ -49,7 +49,7 @@ SEEDS = config["seeds"]
 SUITES = config["suites"]
 BASES = config["bases"]
 # Keys of a method entry that shape the DAG; everything else is an AdapterConfig field passed to `orchmoe train`.
-WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains")
+WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains", "oracle")
 
 
 def _sweep_points(entry):
@@ -81,7 +81,8 @@ def _build_runs():
                     for target in targets:
                         run = {"suite": suite, "base": base, "entry": name,
                                "name": paths.run_name(name, point, target[1:] or None),
-                               "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
+                               "adapter": adapter, "train": train, "domain": target[1:] or None, "init": [],
+                               "oracle": bool(entry.get("oracle"))}
                         if isinstance(entry.get("init_from"), list):  # PEFT LoRA folders, one per skill
                             run["init_dirs"] = list(entry["init_from"])
                         elif entry.get("init_from"):
@@ -111,6 +112,13 @@ def check_references():
         src = entry.get("init_from")
         if isinstance(src, str) and (src not in methods or not methods[src].get("per_domain")):  # a list: PEFT folders
             config_error(f"methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
+        if entry.get("oracle"):
+            if entry["method"] != "poly":
+                config_error(f"methods.{name}.oracle: only a 'poly' entry routes with the ground-truth skill map")
+            for suite in entry.get("suites", list(SUITES)):
+                if SUITES[suite]["source"] != "builtin":
+                    config_error(f"methods.{name}.oracle: suite {suite!r} has no ground-truth skill map (source "
+                                 "'builtin' only)")
         if entry.get("per_domain"):
             for suite in entry.get("suites", list(SUITES)):
                 if not entry.get("domains", SUITES[suite].get("domains")):
@@ -249,6 +257,8 @@ def train_inputs(wildcards):
     # MoE-LoRA (from single LoRAs) and MoA start from the per-domain single-LoRA checkpoints of the same seed
     inputs["init"] = [ckpt(wildcards.suite, wildcards.base, r, wildcards.seed) for r in run["init"]]
     inputs["init"] += run.get("init_dirs", [])  # PEFT LoRA folders given by path
+    if run.get("oracle"):  # the oracle reference routes with the built-in suite's ground-truth skill map
+        inputs["skills"] = f"{raw_builtin()}/skills.json"
     return inputs
 
 

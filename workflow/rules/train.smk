@@ -17,6 +17,7 @@ rule train:
         adapter=lambda w: q(run_of(w)["adapter"]),
         train=lambda w: q(run_of(w)["train"]),
         init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
+        oracle=lambda w, input: f"--oracle-skills {input.skills}" if "skills" in input.keys() else "",
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
         code=code("train"),
     threads: 1
@@ -33,4 +34,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} orchmoe train --base {params.base} --data {params.data}"
         " --adapter-config {params.adapter} --train-config {params.train} --seed {wildcards.seed}"
-        " --out {output} --work {params.work} {params.init} > {log} 2>&1"
+        " --out {output} --work {params.work} {params.init} {params.oracle} > {log} 2>&1"

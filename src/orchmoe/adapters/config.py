@@ -32,6 +32,10 @@ class AdapterConfig:
     orchmoe_skill_init: float = 1e-3  # W_Skill ~ U(-a, a) (PEFT PolyRouter: 1e-3)
     orchmoe_feature_norm: str = "none"  # "none": eq. 5 as written; "layer": pooled features centred and scaled
     orchmoe_balance_weight: float = 0.0  # > 0: loss weight * (log T - entropy of the batch-mean w(X))
+    # poly reference "oracle": a fixed task-skill allocation (n_tasks x n_skills rows, from the ground-truth skill
+    # map) instead of learned logits; task_names name its rows, so held-out tasks are routed by name
+    oracle_allocation: list | None = None
+    task_names: list | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdapterConfig":
@@ -94,6 +98,15 @@ class AdapterConfig:
             bad("orchmoe_balance_weight", "must be >= 0")
         if self.alpha is not None and self.alpha <= 0:
             bad("alpha", "must be positive")
+        if self.oracle_allocation is not None:
+            rows = self.oracle_allocation
+            if self.method != "poly":
+                bad("oracle_allocation", "is only used by method 'poly'")
+            if len(rows) != self.n_tasks or any(len(r) != self.n_skills or abs(sum(r) - 1) > 1e-6 for r in rows):
+                bad("oracle_allocation", f"must be n_tasks={self.n_tasks} rows of n_skills={self.n_skills} "
+                    "weights summing to 1")
+        if self.task_names is not None and len(self.task_names) != self.n_tasks:
+            bad("task_names", f"must name n_tasks={self.n_tasks} tasks")
         return self
 
     @property

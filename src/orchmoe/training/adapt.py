@@ -8,6 +8,7 @@ What "the routing for a new task" is, per method (docs/methods.md, few-shot prot
   (W_Skill) of every block, trained on the pooled few-shot examples.
 - moa: its per-block domain routers; moe_lora: its token routers (both route by input, so pooled like orchmoe).
 - lora (and per-domain LoRAs): no routing, nothing trains; few-shot = the zero-shot model on the same examples.
+- the oracle reference (poly with a fixed ground-truth allocation): its held-out rows are given, nothing trains.
 LoRA A / B of every skill have requires_grad False throughout; `adapt` checks they are bitwise unchanged.
 """
 from __future__ import annotations
@@ -77,7 +78,8 @@ def adapt(base_model, tokenizer, suite_dir, checkpoint, lr: float, steps: int, b
         raise DataError(f"{path}: no few-shot examples (set the suite's n_unseen_train)")
     records = read_jsonl(path)
     model = load_adapters(base_model, checkpoint)
-    first = add_task_rows(model, len(manifest["unseen_tasks"])) if model.cfg.method in ("poly", "mhr") else None
+    learned = model.cfg.method in ("poly", "mhr") and model.cfg.oracle_allocation is None  # the oracle's rows are given
+    first = add_task_rows(model, len(manifest["unseen_tasks"])) if learned else None
     records = with_new_ids(records, manifest["unseen_tasks"], first)
     before = skill_state(model)
     params = routing_params(model)

@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="final checkpoint folder (written atomically at the end)")
     p.add_argument("--work", required=True, help="resumable state; keep it out of the workflow's declared outputs")
     p.add_argument("--init-skills", nargs="*", default=None, help="single-LoRA checkpoints, one per skill")
+    p.add_argument("--oracle-skills", default=None,
+                   help="the built-in suite's skills.json: poly routes with this fixed ground-truth allocation")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="generate on a suite split and score it")
@@ -78,6 +80,26 @@ def resolve_adapter_config(raw: dict, manifest: dict):
     return AdapterConfig.from_dict(raw)
 
 
+def oracle_fields(skills_file, manifest: dict) -> dict:
+    """The oracle reference's allocation: every task (seen, then held-out) uniform over its ground-truth skills,
+    one bank skill per primitive of the built-in suite (docs/methods.md)."""
+    from orchmoe.io import read_json
+
+    meta = read_json(skills_file)
+    if not isinstance(meta, dict) or not isinstance(meta.get("skills"), dict) or not meta.get("primitives"):
+        raise ConfigError(f"{skills_file}: not a built-in suite skills.json (keys 'skills', 'primitives')")
+    names = list(manifest["tasks"]) + list(manifest.get("unseen_tasks", []))
+    missing = [t for t in names if t not in meta["skills"]]
+    if missing:
+        raise ConfigError(f"{skills_file}: no skills listed for task {missing[0]!r}")
+    prims = list(meta["primitives"])
+    rows = []
+    for t in names:
+        own = set(meta["skills"][t])
+        rows.append([1.0 / len(own) if p in own else 0.0 for p in prims])
+    return {"oracle_allocation": rows, "task_names": names, "n_tasks": len(names), "n_skills": len(prims)}
+
+
 def _train(args) -> None:
     from orchmoe.data.superni import read_suite
     from orchmoe.io import atomic_path
@@ -87,7 +109,10 @@ def _train(args) -> None:
     from .trainer import TrainConfig, train, write_outputs
 
     manifest = read_suite(args.data)
-    adapter_cfg = resolve_adapter_config(json_or_file(args.adapter_config), manifest)
+    raw = json_or_file(args.adapter_config)
+    if args.oracle_skills:
+        raw = {**raw, **oracle_fields(args.oracle_skills, manifest)}
+    adapter_cfg = resolve_adapter_config(raw, manifest)
     train_cfg = TrainConfig.from_dict(json_or_file(args.train_config))
     base, tokenizer = load_base(base_spec(args.base))
     model = train(base, tokenizer, args.data, adapter_cfg, train_cfg, args.seed, args.work, args.init_skills)
@@ -96,6 +121,7 @@ def _train(args) -> None:
         write_outputs(tmp, model)
         inputs = {"data": Path(args.data), "base": base_input(args.base)}
         inputs.update({f"init_skill_{i}": Path(d) for i, d in enumerate(args.init_skills or [])})
+        inputs.update({"oracle_skills": Path(args.oracle_skills)} if args.oracle_skills else {})
         write_run_json(tmp / "run.json", " ".join(sys.argv), {"adapter": adapter_cfg.to_dict(),
                        "train": train_cfg.__dict__, "base": args.base}, args.seed, inputs,
                        {p.name: p for p in sorted(tmp.iterdir())})

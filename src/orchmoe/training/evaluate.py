@@ -67,6 +67,9 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
              xlingual_tokenizer: str | None = None, seed: int = 0, num_beams: int = 1):
     """Returns (prediction rows, metrics dict). Greedy decoding (num_beams=1, Tk-Instruct) or beam search (mttl: 4)."""
     records = read_split(suite_dir, split)
+    names = read_adapter_config(checkpoint).task_names if checkpoint else None
+    if names:  # the oracle knows every task by name, held-out ones included: route each by its own row
+        records = [{**r, "task_id": names.index(r["task"])} if r["task"] in names else r for r in records]
     device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
     fmt = glm_format.input_format(base_model.config)  # GLM: its own [gMASK] / <sop> layout

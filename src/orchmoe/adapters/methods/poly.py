@@ -30,6 +30,11 @@ class PolyRouter(Router):
         super().__init__()
         self.n_tasks, self.n_skills, self.n_splits = cfg.n_tasks, cfg.n_skills, n_splits
         self.module_logits = nn.Parameter(torch.empty(cfg.n_tasks, n_splits * cfg.n_skills).uniform_(-1e-3, 1e-3))
+        oracle = getattr(cfg, "oracle_allocation", None)  # the oracle reference: fixed rows, nothing learned
+        if oracle is not None:
+            self.module_logits.requires_grad_(False)
+        self.register_buffer("oracle", None if oracle is None else torch.tensor(oracle, dtype=torch.float32),
+                             persistent=False)
 
     def task_ids(self) -> torch.Tensor:
         ids = self.ctx.task_ids if self.ctx is not None else None
@@ -42,6 +47,8 @@ class PolyRouter(Router):
 
     def weights(self, x):
         ids = self.task_ids()
+        if self.oracle is not None:
+            return torch.where((ids < 0)[:, None], self.oracle.mean(0), self.oracle[ids.clamp_min(0)])
         logits = self.module_logits[ids.clamp_min(0)].view(-1, self.n_splits, self.n_skills)
         w = gumbel_sigmoid_weights(logits, self.training)
         unknown = ids < 0
@@ -51,4 +58,6 @@ class PolyRouter(Router):
 
     def allocation(self) -> torch.Tensor:
         """Evaluation-time task-skill allocation (n_tasks x [n_splits x] S), rows sum to 1."""
+        if self.oracle is not None:
+            return self.oracle
         return gumbel_sigmoid_weights(self.module_logits.view(self.n_tasks, self.n_splits, self.n_skills), False).squeeze(1)
