@@ -100,3 +100,19 @@ def test_oracle_allocation_is_the_skill_map(tmp_path, heldout_suite):
           str(out), "--steps", "2", "--max-source-length", "96", "--max-target-length", "12"])
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert rows and set(r["task"] for r in rows) == set(manifest["unseen_tasks"])
+
+
+def test_per_task_loras_route_each_task_to_its_own_skill(tmp_path, heldout_suite):
+    from orchmoe.training.cli import per_task_fields
+    manifest = read_json(heldout_suite / "manifest.json")
+    fields = per_task_fields(manifest)
+    assert fields["n_skills"] == fields["n_tasks"] == len(manifest["tasks"])
+    assert torch.equal(torch.tensor(fields["oracle_allocation"]), torch.eye(len(manifest["tasks"])))
+    base, _ = load_base(json.loads(tiny_spec("t5")))
+    cfg = resolve_adapter_config({"method": "poly", "rank": 2, "target_modules": TARGETS["t5"], **fields}, manifest)
+    from orchmoe.adapters import attach_adapters
+    model = attach_adapters(base, cfg)
+    router = next(m for m in model.modules() if hasattr(m, "oracle") and m.oracle is not None)
+    router.ctx.task_ids = torch.tensor([1, -1])
+    w = router.weights(None)
+    assert torch.equal(w[0], torch.eye(3)[1]) and torch.allclose(w[1], torch.full((3,), 1 / 3))

@@ -13,14 +13,15 @@ from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 # every run is evaluated on the eval and unseen splits, plus the no-adapter base per suite x base x split.
 EXPECTED = {
     # demo: (2 bases x (6 runs + 6 per-domain LoRAs)) x 1 seed; eval split for all + the no-adapter base, held-out
-    # compositions (unseen) for all but the per-domain LoRAs: 24 + 2 + 12 + 2 = 40 evaluations; few-shot
-    # adaptation (rule adapt) on the held-out compositions for the 6 non-per-domain runs x 2 bases = 12
-    "demo": {"train": 24, "evaluate": 40, "adapt": 12, "pretrain_base": 2, "domain_suite": 6, "total": 90},
+    # compositions (unseen) for all but the per-domain LoRAs; with the oracle and per-task-LoRA references
+    # (2 runs x 2 bases): 28 + 2 + 16 + 2 = 48 evaluations; few-shot adaptation (rule adapt) on the held-out
+    # compositions for the 8 non-per-domain runs x 2 bases = 16
+    "demo": {"train": 28, "evaluate": 48, "adapt": 16, "pretrain_base": 2, "domain_suite": 6, "total": 106},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
     "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
     "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},
     "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "total": 85},
-    "study": {"train": 36, "evaluate": 56, "adapt": 18, "pretrain_base": 1, "domain_suite": 6, "total": 123},
+    "study": {"train": 42, "evaluate": 68, "adapt": 24, "pretrain_base": 1, "domain_suite": 6, "total": 147},
     "ablation": {"train": 12, "evaluate": 13, "pretrain_base": 1, "total": 32},
 }
 
@@ -44,11 +45,12 @@ def test_dry_run_job_counts(wf, name):
 def test_study_adapts_every_routed_run_from_its_checkpoint(wf):
     """Few-shot jobs start from the run's own checkpoint and write the 'fewshot' split the study table reads."""
     out = snakemake("-n", "-p", "--cores", "2", "--configfile", "config/study.yaml", cwd=wf).stdout
-    assert out.count("orchmoe adapt ") == 18
-    for run in ("lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"):
+    assert out.count("orchmoe adapt ") == 24
+    for run in ("lora", "moe_lora", "poly", "mhr", "orchmoe", "moa", "oracle", "lora_task"):
         assert (f"--checkpoint results/checkpoints/study/builtin/tiny-t5/{run}/seed2"
                 f" --data data/processed/study/builtin --out results/eval/study/builtin/tiny-t5/{run}/seed2/fewshot") in out
     assert "--n-unseen-train 16" in out
+    assert "--oracle-skills data/raw/study/builtin/skills.json" in out and " --per-task" in out  # the references
 
 
 def test_moa_waits_for_single_lora_checkpoints(wf):

@@ -49,7 +49,7 @@ SEEDS = config["seeds"]
 SUITES = config["suites"]
 BASES = config["bases"]
 # Keys of a method entry that shape the DAG; everything else is an AdapterConfig field passed to `orchmoe train`.
-WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains", "oracle")
+WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains", "oracle", "per_task")
 
 
 def _sweep_points(entry):
@@ -82,7 +82,7 @@ def _build_runs():
                         run = {"suite": suite, "base": base, "entry": name,
                                "name": paths.run_name(name, point, target[1:] or None),
                                "adapter": adapter, "train": train, "domain": target[1:] or None, "init": [],
-                               "oracle": bool(entry.get("oracle"))}
+                               "oracle": bool(entry.get("oracle")), "per_task": bool(entry.get("per_task"))}
                         if isinstance(entry.get("init_from"), list):  # PEFT LoRA folders, one per skill
                             run["init_dirs"] = list(entry["init_from"])
                         elif entry.get("init_from"):
@@ -112,6 +112,9 @@ def check_references():
         src = entry.get("init_from")
         if isinstance(src, str) and (src not in methods or not methods[src].get("per_domain")):  # a list: PEFT folders
             config_error(f"methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
+        if entry.get("per_task") and (entry["method"] != "poly" or entry.get("oracle")):
+            config_error(f"methods.{name}.per_task: a 'poly' entry without 'oracle' (per-task LoRAs are a fixed "
+                         "one-hot poly allocation)")
         if entry.get("oracle"):
             if entry["method"] != "poly":
                 config_error(f"methods.{name}.oracle: only a 'poly' entry routes with the ground-truth skill map")

@@ -17,7 +17,8 @@ rule train:
         adapter=lambda w: q(run_of(w)["adapter"]),
         train=lambda w: q(run_of(w)["train"]),
         init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
-        oracle=lambda w, input: f"--oracle-skills {input.skills}" if "skills" in input.keys() else "",
+        oracle=lambda w, input: (f"--oracle-skills {input.skills}" if "skills" in input.keys() else "")
+        + (" --per-task" if run_of(w).get("per_task") else ""),
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
         code=code("train"),
     threads: 1

@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--init-skills", nargs="*", default=None, help="single-LoRA checkpoints, one per skill")
     p.add_argument("--oracle-skills", default=None,
                    help="the built-in suite's skills.json: poly routes with this fixed ground-truth allocation")
+    p.add_argument("--per-task", action="store_true",
+                   help="poly as per-task LoRAs: one bank skill per seen task, each task routed to its own only")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="generate on a suite split and score it")
@@ -100,6 +102,14 @@ def oracle_fields(skills_file, manifest: dict) -> dict:
     return {"oracle_allocation": rows, "task_names": names, "n_tasks": len(names), "n_skills": len(prims)}
 
 
+def per_task_fields(manifest: dict) -> dict:
+    """Per-task LoRAs as a fixed one-hot allocation: skill t is task t's own LoRA and only its examples train it;
+    a held-out task (id -1) gets the mean row, i.e. the average of the per-task LoRAs (docs/methods.md)."""
+    names = list(manifest["tasks"])
+    rows = [[1.0 if i == j else 0.0 for j in range(len(names))] for i in range(len(names))]
+    return {"oracle_allocation": rows, "task_names": names, "n_tasks": len(names), "n_skills": len(names)}
+
+
 def _train(args) -> None:
     from orchmoe.data.superni import read_suite
     from orchmoe.io import atomic_path
@@ -110,8 +120,12 @@ def _train(args) -> None:
 
     manifest = read_suite(args.data)
     raw = json_or_file(args.adapter_config)
+    if args.oracle_skills and args.per_task:
+        raise ConfigError("train: --oracle-skills and --per-task are two different references; give one")
     if args.oracle_skills:
         raw = {**raw, **oracle_fields(args.oracle_skills, manifest)}
+    if args.per_task:
+        raw = {**raw, **per_task_fields(manifest)}
     adapter_cfg = resolve_adapter_config(raw, manifest)
     train_cfg = TrainConfig.from_dict(json_or_file(args.train_config))
     base, tokenizer = load_base(base_spec(args.base))
