@@ -8,10 +8,9 @@ Combination, eq. 3: alpha = w(X)^T W_hat (one weight per skill and example); del
 One task router per block, shared by the block's q, k and v (the reading that reproduces Table 4's ratios).
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..routing import PromptRouter, masked_rms_norm, mean_pool
+from ..routing import PromptRouter, masked_rms_norm, self_attention_pool
 from .poly import gumbel_sigmoid_weights
 
 
@@ -23,12 +22,7 @@ class OrchMoERouter(PromptRouter):
 
     def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 5 and the pooling, parameter-free: mean over prompt tokens of softmax(X X^T / sqrt(d)) X + X."""
-        x = masked_rms_norm(hidden.to(self.task_router.weight.dtype))
-        keys = mask.bool()
-        keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
-        # SDPA scales by 1/sqrt(d) as eq. 5 does; padding keys are masked, padding queries are dropped by the pool.
-        x_hat = F.scaled_dot_product_attention(x, x, x, attn_mask=keys[:, None, :]) + x
-        return mean_pool(x_hat, mask)
+        return self_attention_pool(masked_rms_norm(hidden.to(self.task_router.weight.dtype)), mask)
 
     def task_weights(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.task_router(self.features(hidden, mask)), dim=-1)  # (B, T)
