@@ -41,6 +41,10 @@ def self_attention_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     n its count, mean_i (P X + X)_i = (m^T (P + I) / n) X. That is eq. 5 exactly, without the (B, L, d) attention
     output and its backward (about half the cost of a fused attention kernel's forward + backward).
     """
+    used = mask.bool().any(0).nonzero()
+    if len(used):  # positions after the batch's last prompt token (decoder-only targets) add nothing: cut them
+        last = int(used[-1]) + 1
+        x, mask = x[:, :last], mask[:, :last]
     keys = mask.bool()
     keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
     bias = torch.zeros(keys.shape, dtype=x.dtype, device=x.device).masked_fill_(~keys, float("-inf"))
