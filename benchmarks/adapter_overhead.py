@@ -252,7 +252,11 @@ def run(args) -> list[str]:
         print(s, flush=True)
         lines.append(s)
 
-    say(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    import peft
+    import transformers
+
+    say(f"# torch {torch.__version__}, peft {peft.__version__}, transformers {transformers.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
         f", {os.cpu_count()} CPUs; {args.layers} blocks, d_model {size['d_model']}, q/k/v adapted; median of "
         f"{args.repeats} interleaved runs after 1 warm-up, {args.clock} clock")
     say(f"# load before (/proc/loadavg 1/5/15 min): {loadavg()}")
@@ -309,7 +313,16 @@ def update_docs(path: Path, lines: list[str], argv: list[str]) -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The load before and after is in the output: a load "
         "above the core count means other jobs shared the cores and the ratios are noisy (interleaving makes the "
         "load hit every configuration alike, but not equally at every moment).", "",
-        f"Command: `{cmd}`", "", "```", *lines, "```", "", ""])
+        f"Command: `{cmd}`", "", "```", *lines, "```", "",
+        "How to read it. Each table is one interleaved loop: the frozen base, PEFT's LoRA r32, PEFT's Poly 4 x r8 and "
+        "PEFT's Poly with 8 splits (= MHR) beside our six methods, every model built from the same base weights, "
+        "trained with AdamW in the same two groups (adapters with weight decay, routers without). `x PEFT twin` "
+        "compares our LoRA / Poly / MHR with the PEFT implementation of the same maths. MoA uses the same 4 x r8 bank "
+        "as MoE-LoRA (its paper gives both the same LoRAs). The generation target applies to the methods whose "
+        "routing is computed once per sequence and reused at every step (LoRA, Poly, MHR, OrchMoE, MoA); MoE-LoRA "
+        "routes every token at every step and is reported without a target. A `NO` under a load far above the "
+        "core count is not a verdict: rerun on a quiet machine (`--clock cpu` counts this process's CPU seconds "
+        "only, which is less sensitive to other jobs).", "", ""])
     with atomic_path(path) as tmp:
         tmp.write_text(text[:start.start()] + section + text[end:])
 
