@@ -12,6 +12,10 @@ target; Llama trains on prompt + target with the loss on the target and the rout
    prompts; generated tokens per second vs the frozen base and PEFT LoRA. Target: methods with cached
    (per-sequence) routing <= 1.05x PEFT LoRA's time.
 
+Load-independent columns next to the timings: GFLOP of one training step (matrix products, forward + backward,
+counted by torch's FlopCounterMode) and the number of aten ops of one generate call (per-call overhead: hooks,
+routing, reshapes), each also as a ratio to PEFT LoRA r32.
+
 Every configuration is timed round-robin in the same loop (median of --repeats after one warm-up), so load from
 other processes hits all alike. `/proc/loadavg` is printed before and after.
 
@@ -30,6 +34,8 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
 from orchmoe.adapters import attach_adapters
@@ -199,6 +205,26 @@ def interleaved_medians(fns: dict, repeats: int, clock: str = "wall") -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def counts(fns: dict) -> dict:
+    """name -> (multiply-add FLOPs, aten ops) of one more call: the work itself, independent of the machine's load."""
+    out = {}
+    for name, fn in fns.items():
+        with FlopCounterMode(display=False) as flops, _OpCounter() as ops:
+            fn()
+        out[name] = (flops.get_total_flops(), ops.n)
+    return out
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -210,9 +236,10 @@ def met(ratio: float, limit: float) -> str:
     return "yes" if ratio <= limit + 1e-9 else "NO"
 
 
-def training_table(times: dict) -> tuple[list[str], list[bool]]:
-    ref = times["peft lora r32"]
-    rows = ["| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met |", "|---|---|---|---|---|---|"]
+def training_table(times: dict, work: dict) -> tuple[list[str], list[bool]]:
+    ref, ref_flops = times["peft lora r32"], work["peft lora r32"][0]
+    rows = ["| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | GFLOP | FLOP x PEFT LoRA |",
+            "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for name, t in times.items():
         twin = OURS[name][1] if name in OURS else None
@@ -224,14 +251,15 @@ def training_table(times: dict) -> tuple[list[str], list[bool]]:
             target = f"<= {limit:.2f}x {'PEFT twin' if kind == 'twin' else 'PEFT LoRA'}"
             verdict = met(ratio, limit)
             verdicts.append(verdict == "yes")
-        rows.append(f"| {name} | {t:.3f} | {t / ref:.2f} | {twin_ratio} | {target} | {verdict} |")
+        rows.append(f"| {name} | {t:.3f} | {t / ref:.2f} | {twin_ratio} | {target} | {verdict} | "
+                    f"{work[name][0] / 1e9:.2f} | {work[name][0] / ref_flops:.3f} |")
     return rows, verdicts
 
 
-def decode_table(times: dict, tokens: int) -> tuple[list[str], list[bool]]:
-    ref, base = times["peft lora r32"], times[BASE]
-    rows = ["| method | seconds | tokens/s | x base | x PEFT LoRA r32 | x PEFT twin | target | met |",
-            "|---|---|---|---|---|---|---|---|"]
+def decode_table(times: dict, tokens: int, work: dict) -> tuple[list[str], list[bool]]:
+    ref, base, ref_ops = times["peft lora r32"], times[BASE], work["peft lora r32"][1]
+    rows = ["| method | seconds | tokens/s | x base | x PEFT LoRA r32 | x PEFT twin | target | met | aten ops | "
+            "ops x PEFT LoRA |", "|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for name, t in times.items():
         twin = OURS[name][1] if name in OURS else None
@@ -240,7 +268,8 @@ def decode_table(times: dict, tokens: int) -> tuple[list[str], list[bool]]:
             target, verdict = f"<= {DECODE_TARGET:.2f}x PEFT LoRA", met(t / ref, DECODE_TARGET)
             verdicts.append(verdict == "yes")
         rows.append(f"| {name} | {t:.3f} | {tokens / t:.1f} | {t / base:.2f} | {t / ref:.2f} | "
-                    f"{f'{t / times[twin]:.2f}' if twin else ''} | {target} | {verdict} |")
+                    f"{f'{t / times[twin]:.2f}' if twin else ''} | {target} | {verdict} | {work[name][1]} | "
+                    f"{work[name][1] / ref_ops:.2f} |")
     return rows, verdicts
 
 
@@ -266,23 +295,25 @@ def run(args) -> list[str]:
         x = train_batch(arch, args.batch, args.source, args.target, size["vocab"])
         steps = {name: make_step(arch, name, args.layers, size, x) for name in names}
         times = interleaved_medians(steps, args.repeats, args.clock)
+        work = counts(steps)
         del steps
         shape = (f"source {args.source} -> target {args.target} tokens" if arch == "t5" else
                  f"prompt {args.source} + target {args.target} tokens, loss on the target, routers read the prompt")
         say(f"\n{arch}: one training step (forward + backward + AdamW; the base: forward only), batch {args.batch}, "
             f"{shape}")
-        rows, verdicts = training_table(times)
+        rows, verdicts = training_table(times, work)
         for r in rows:
             say(r)
         all_met += verdicts
         p = prompt_batch(arch, args.batch, args.prompt, size["vocab"])
         decodes = {name: make_decode(arch, name, args.layers, size, p, args.new_tokens) for name in names}
         times = interleaved_medians(decodes, args.repeats, args.clock)
+        work = counts(decodes)
         del decodes
         say(f"\n{arch}: greedy generation of {args.new_tokens} new tokens, batch {args.batch}, prompts of "
             f"{args.prompt} tokens or fewer ({'padded' if arch == 't5' else 'left-padded'}), KV cache, prefill "
             f"included; tokens/s = generated tokens of the batch per second")
-        rows, verdicts = decode_table(times, args.batch * args.new_tokens)
+        rows, verdicts = decode_table(times, args.batch * args.new_tokens, work)
         for r in rows:
             say(r)
         all_met += verdicts
@@ -317,7 +348,9 @@ def update_docs(path: Path, lines: list[str], argv: list[str]) -> None:
         "How to read it. Each table is one interleaved loop: the frozen base, PEFT's LoRA r32, PEFT's Poly 4 x r8 and "
         "PEFT's Poly with 8 splits (= MHR) beside our six methods, every model built from the same base weights, "
         "trained with AdamW in the same two groups (adapters with weight decay, routers without). `x PEFT twin` "
-        "compares our LoRA / Poly / MHR with the PEFT implementation of the same maths. MoA uses the same 4 x r8 bank "
+        "compares our LoRA / Poly / MHR with the PEFT implementation of the same maths. GFLOP (matrix products of "
+        "one step, forward + backward) and aten ops (of one generate call) are counted, not timed, so they do not "
+        "depend on the load: they show the work each implementation does. MoA uses the same 4 x r8 bank "
         "as MoE-LoRA (its paper gives both the same LoRAs). The generation target applies to the methods whose "
         "routing is computed once per sequence and reused at every step (LoRA, Poly, MHR, OrchMoE, MoA); MoE-LoRA "
         "routes every token at every step and is reported without a target. A `NO` under a load far above the "

@@ -38,7 +38,7 @@ def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
     assert re.match(r"# load before \(/proc/loadavg 1/5/15 min\): ", lines[1])
     for arch in ("t5", "llama"):
         header, rows = _table(lines, f"{arch}: one training step")
-        assert header.startswith("| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met |")
+        assert header.startswith("| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | GFLOP |")
         assert [r[0] for r in rows] == names
         by = {r[0]: r for r in rows}
         assert by["peft lora r32"][2] == "1.00"
@@ -46,11 +46,13 @@ def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
         for name in bench.OURS:
             assert by[name][5] in ("yes", "NO") and by[name][4].startswith("<= ")
         assert by["poly 4xr8"][4] == "<= 1.00x PEFT twin" and by["orchmoe 4xr4"][4] == "<= 1.10x PEFT LoRA"
+        assert by["peft lora r32"][7] == "1.000" and float(by["lora r32"][7]) == pytest.approx(1.0, abs=0.01)
         header, rows = _table(lines, f"{arch}: greedy generation")
         assert header.startswith("| method | seconds | tokens/s | x base | x PEFT LoRA r32 |")
         by = {r[0]: r for r in rows}
         assert list(by) == names and by[bench.BASE][3] == "1.00" and float(by["moa 4xr8"][2]) > 0
         assert by["orchmoe 4xr4"][7] in ("yes", "NO") and by["moe_lora 4xr8"][7] == ""  # token routing: no target
+        assert by["peft lora r32"][9] == "1.00" and int(by["orchmoe 4xr4"][8]) > 0
     assert re.match(r"# targets met: \d+ of 22$", lines[-1])
     text = docs.read_text()
     assert "old numbers" not in text and text.endswith("## Next section\nkept\n")

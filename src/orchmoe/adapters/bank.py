@@ -6,7 +6,7 @@ B_b = sum_s w_s B_s per example (PEFT/mttl Poly), and with H splits mixes each i
 weights (MHR).
 
 The work is split in two: `plan(weights, batch, mix)` builds the small per-example matrices (merged or reshaped
-weights, the scaling folded into the smallest of them), `apply(x, plan)` does the two products over the tokens.
+weights, the scaling folded into the smallest of them), `apply_plan(x, plan)` does the two products over the tokens.
 With per-sequence routing the plan is the same at every decoding step, so the adapted linear reuses it through a
 generate call (see `AdaptedLinear`); a training step builds it once per layer anyway.
 """
