@@ -25,7 +25,6 @@ class AdaptedLinear(nn.Module):
         self.router = router if router.scope == "module" else None  # a shared block router is owned by the wrapper
         self._shared_router = [router]  # plain list: not registered twice as a submodule
         self.mix = mix
-        self._plan_key = ("plan", id(self))
 
     @property
     def weight(self) -> torch.Tensor:  # models read e.g. `self.wo.weight.dtype` (T5)
@@ -44,12 +43,12 @@ class AdaptedLinear(nn.Module):
             # Generation: sequence-level routing is one cached tensor for the whole call, so the merged / reshaped
             # bank matrices built from it are too; build them at the prompt, reuse them at every decoding step.
             # Token routing (a new w every call) and recomputed routing rebuild them: the memo is keyed on w itself.
-            memo = ctx.cache.get(self._plan_key)
+            memo = ctx.plans.get(self)
             if memo is not None and memo[0] is w and memo[1] == x.shape[0]:
                 plan = memo[2]
             else:
                 plan = self.bank.plan(w, x.shape[0], self.mix)
-                ctx.cache[self._plan_key] = (w, x.shape[0], plan)
+                ctx.plans[self] = (w, x.shape[0], plan)
         else:
             plan = self.bank.plan(w, x.shape[0], self.mix)
         delta, alpha = self.bank.apply_plan(x, plan)

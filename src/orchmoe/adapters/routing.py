@@ -20,6 +20,7 @@ class RoutingContext:
     encoder_hidden: torch.Tensor | None = None  # encoder-decoder: the encoder's output, read by decoder blocks
     encoder_features: torch.Tensor | None = None  # its parameter-free router features, shared by all decoder blocks
     cache: dict = field(default_factory=dict)   # group name -> per-sequence routing weights
+    plans: dict = field(default_factory=dict)   # adapted linear -> its bank plan, reused through a no-grad call
     losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
     readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
 
