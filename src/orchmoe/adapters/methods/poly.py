@@ -24,7 +24,6 @@ def gumbel_sigmoid_weights(logits: torch.Tensor, training: bool) -> torch.Tensor
 
 
 class PolyRouter(Router):
-    level = "sequence"
     mix = "weights"
 
     def __init__(self, cfg, d_in: int, n_splits: int = 1):
