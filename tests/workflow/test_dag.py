@@ -13,10 +13,10 @@ from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 # every run is evaluated on the eval and unseen splits, plus the no-adapter base per suite x base x split.
 EXPECTED = {
     # demo: (2 bases x (6 runs + 6 per-domain LoRAs)) x 1 seed; eval split for all + the no-adapter base, held-out
-    # compositions (unseen) for all but the per-domain LoRAs; with the oracle and per-task-LoRA references
-    # (2 runs x 2 bases): 28 + 2 + 16 + 2 = 48 evaluations; few-shot adaptation (rule adapt) on the held-out
-    # compositions for the 8 non-per-domain runs x 2 bases = 16
-    "demo": {"train": 28, "evaluate": 48, "adapt": 16, "pretrain_base": 2, "domain_suite": 6, "total": 106},
+    # compositions (unseen) for all but the per-domain LoRAs, which the demo does not evaluate on their own
+    # (evaluate.per_domain_runs: false): 12 + 2 + 12 + 2 = 28 evaluations; few-shot adaptation (rule adapt) on the
+    # held-out compositions for the 6 non-per-domain runs x 2 bases = 12
+    "demo": {"train": 24, "evaluate": 28, "adapt": 12, "pretrain_base": 2, "domain_suite": 6, "total": 78},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
     "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
     "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},

@@ -215,7 +215,7 @@ CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
 # evaluated too (MoA Table 2 reports them), on the whole suite.
 # Per-domain single LoRAs are MoA's ingredients: evaluated on the seen tasks only, not on held-out ones.
 EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)
-         if sp == "eval" or not RUNS[(s, b, r)]["domain"]]
+         if not RUNS[(s, b, r)]["domain"] or (sp == "eval" and config["evaluate"].get("per_domain_runs", True))]
 EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 # Few-shot on the held-out compositions (rule adapt) where the suite samples few-shot examples; not for per-domain
 # single LoRAs (MoA's ingredients)

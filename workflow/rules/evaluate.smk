@@ -24,6 +24,8 @@ rule evaluate:
         runtime=eval_runtime,
     log:
         f"logs/{EXP}/evaluate/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}.log",
+    benchmark:
+        f"logs/{EXP}/benchmarks/evaluate/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}.tsv"
     conda:
         "../envs/orchmoe.yaml"
     shell:
