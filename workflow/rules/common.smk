@@ -2,6 +2,8 @@
 # Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
 import itertools
 import json
+import os
+import re
 import shlex
 
 from snakemake.utils import validate
@@ -10,11 +12,14 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 EXP = config["experiment"]
+# The config file this run was started with (repository-relative): DVC params and `orchmoe params` read it.
+CONFIG_FILE = (os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles
+               else "config/demo.yaml")
 SEEDS = config["seeds"]
 SUITES = config["suites"]
 BASES = config["bases"]
 # Keys of a method entry that shape the DAG; everything else is an AdapterConfig field passed to `orchmoe train`.
-WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains")
+WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains", "splits")
 
 
 def _sweep_points(entry):
@@ -96,19 +101,46 @@ def run_data(run):
 
 def base_dir(base):
     spec = BASES[base]
-    if spec["source"] == "pretrain":
+    if spec["source"] in ("pretrain", "hub"):
         return f"models/{EXP}/{base}"
     if spec["source"] == "smollm2":
         return "models/smollm2"
+    if spec["source"] == "tiny":
+        return tiny_spec(base)
     return spec["path"]  # a model folder or hub id given by the user
 
 
+def tiny_spec(base):
+    """A random-init twin as the loader's JSON spec (built identically, from its seed, in every job)."""
+    spec = BASES[base]
+    return json.dumps({"source": "tiny", **{k: spec[k] for k in ("arch", "architecture") if k in spec},
+                       **spec.get("tiny", {})}, sort_keys=True)
+
+
+# Loader settings a hub base carries into every GPU job (the library's base spec keys).
+LOAD_KEYS = ("dtype", "trust_remote_code")
+
+
+def base_arg(base):
+    """What `orchmoe train/evaluate --base` gets: the local folder, or a JSON spec when loader settings apply."""
+    spec = BASES[base]
+    load = {k: spec[k] for k in LOAD_KEYS if k in spec}
+    if spec["source"] == "hub" and load:
+        return q({"source": "local", "path": base_dir(base), **load})
+    return q(base_dir(base)) if spec["source"] == "tiny" else base_dir(base)
+
+
+def fetch_spec(base):
+    """The hub base's spec for `orchmoe fetch-base` (everything but the workflow's own keys)."""
+    return {k: v for k, v in BASES[base].items() if k not in ("target_modules", "resources", "pretrain")}
+
+
 def base_target(base):
-    """The file/folder a job waits for (nothing for a user-supplied path or hub id)."""
+    """The file/folder a job waits for (nothing for a user-supplied path / hub id or a tiny twin)."""
     spec = BASES[base]
     if spec["source"] == "smollm2":
         return "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    return [] if spec["source"] == "path" else base_dir(base)
+    return [] if spec["source"] in ("path", "tiny") else base_dir(base)
 
 
 def ckpt(suite, base, run, seed):
@@ -123,11 +155,19 @@ def splits(suite):
     return ["eval", "unseen"] if SUITES[suite].get("n_unseen", 0) > 0 else ["eval"]
 
 
+def run_splits(run):
+    """The suite's splits, restricted by the method entry's `splits` (evaluations no table uses are not run)."""
+    want = config["methods"][run["entry"]].get("splits", splits(run["suite"]))
+    return [sp for sp in splits(run["suite"]) if sp in want]
+
+
 CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
-# "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
-# evaluated too (MoA Table 2 reports them), on the whole suite.
-EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)]
-EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
+# Per-domain single LoRAs are evaluated on their own domain's examples (MoA Tables 2 and 8: the diagonal).
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r), run in RUNS.items() for seed in SEEDS for sp in run_splits(run)]
+# "base": the frozen base model without adapters, the floor row of every table, on every suite x base x split
+# some run is evaluated on.
+FLOORS = sorted({(s, b, sp) for (s, b, r), run in RUNS.items() for sp in run_splits(run)})
+EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s, b, sp in FLOORS]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
@@ -136,7 +176,15 @@ TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]
 FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy"]
 FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
 FIGURES += [f"{FIGURE_DIR}/task_clustering.csv", f"{FIGURE_DIR}/task_clustering.md"]
+# The papers' own layouts (config `report:`), built by `orchmoe paper-tables` / `paper-figures`.
+REPORT = config.get("report", {})
+PAPER_TABLES = [f"{TABLE_DIR}/paper/{t}.{ext}" for t in REPORT.get("tables", {}) for ext in ("csv", "md", "tex")]
+PAPER_FIGURES = [f"{FIGURE_DIR}/paper/{f}.{ext}" for f in REPORT.get("figures", {}) for ext in ("png", "pdf")]
+PAPER_FIGURES += [f"{FIGURE_DIR}/paper/{f}.csv" for f in REPORT.get("figures", {})]
+# Parameter counts of every run from the architectures alone (`orchmoe params`), the paper's values beside.
+PARAMS_CSV = f"{TABLE_DIR}/paper/params.csv" if REPORT else None
 BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
+HUB_BASES = [b for b, spec in BASES.items() if spec["source"] == "hub"]
 DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
     f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]
 ]
@@ -155,6 +203,13 @@ def run_of(wildcards):
     if key not in RUNS:
         raise ValueError(f"no run {key} in config {EXP}")
     return RUNS[key]
+
+
+def eval_data(wildcards):
+    """Suite folder an evaluation reads: the run's training data folder (a domain's share for per-domain runs)."""
+    if wildcards.run == "base":
+        return suite_dir(wildcards.suite)
+    return run_data(run_of(wildcards))
 
 
 def train_inputs(wildcards):

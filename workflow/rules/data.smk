@@ -40,6 +40,7 @@ def sample_flags(wildcards, input):
              f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
              f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
     flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
+    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
     if "skills" in input.keys():
         flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
     return " ".join(flags)
@@ -113,9 +114,11 @@ rule domain_suite:
 
 
 rule superni_download:
-    """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks)."""
+    """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks).
+    A local rule: on SLURM it runs on the submit host, which has internet; compute nodes may not."""
     output:
         directory("data/raw/superni/tasks"),
+    localrule: True
     threads: 1
     resources:
         mem_mb=2000,

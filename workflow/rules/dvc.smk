@@ -13,8 +13,14 @@ def _rel(p):
     return os.path.relpath(p) if os.path.isabs(p) else p
 
 
-CONFIG_FILE = _rel(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
 # The target comes first: --configfile takes several values and would swallow a target written after it.
+def _present(keys):
+    """The config file's top-level keys among `keys` (DVC fails on a params key the file does not hold)."""
+    with open(CONFIG_FILE) as f:
+        raw = _yaml.safe_load(f) or {}
+    return [k for k in keys if k in raw]
+
+
 def snakemake_cmd(target):
     # No mtime trigger: DVC restores files (pull, checkout, exp run) with fresh timestamps, and DVC's hashes already
     # decide which phase runs; inside it Snakemake reruns jobs whose params, code or input set changed.
@@ -30,14 +36,21 @@ def dvc_stages():
     data_outs = ([raw_builtin()] if builtin_used else []) + suite_out
     data_outs += [primitives_dir()] if any(b["source"] == "pretrain" for b in BASES.values()) else []
     data_deps = common + ["workflow/rules/data.smk", "workflow/scripts/domain_subset.py", "src/orchmoe/data"]
-    data_deps += sorted({_rel(s["tasks_dir"]) for s in SUITES.values() if s["source"] == "superni"})
+    # Task folders the workflow downloads itself (superni_download) come from their own stage: the data stage
+    # cannot depend on a folder it creates.
+    downloaded = "data/raw/superni/tasks"
+    tasks_dirs = sorted({_rel(s["tasks_dir"]) for s in SUITES.values() if s["source"] == "superni"})
+    data_deps += tasks_dirs
     data_deps += sorted({s.get("domains_config", "config/domains.yaml") for s in SUITES.values()
                          if s["source"] == "domains"})
-    model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2")})
-    stages = {
-        "data": {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
-                 "params": [{CONFIG_FILE: ["builtin", "suites"]}], "outs": [{o: {"persist": True}} for o in data_outs]},
-    }
+    model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2", "hub")})
+    stages = {}
+    if downloaded in tasks_dirs:
+        stages["download"] = {"cmd": snakemake_cmd("superni_download"), "deps": ["workflow/rules/data.smk"],
+                              "outs": [{downloaded: {"persist": True}}]}
+    stages["data"] = {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
+                      "params": [{CONFIG_FILE: _present(["builtin", "suites"])}],
+                      "outs": [{o: {"persist": True}} for o in data_outs]}
     if model_outs:
         stages["models"] = {"cmd": snakemake_cmd("models_all"),
                             "deps": common + ["workflow/rules/models.smk", "src/orchmoe/models"]
@@ -52,18 +65,23 @@ def dvc_stages():
     stages["evaluate"] = {
         "cmd": snakemake_cmd("evaluate_all"),
         "deps": common + ["workflow/rules/evaluate.smk", "src/orchmoe/training", "src/orchmoe/metrics"]
-        + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
+        + suite_out + model_outs + CHECKPOINTS,
         "params": [{CONFIG_FILE: ["evaluate"]}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {
         "cmd": snakemake_cmd("tables_all"),
         "deps": ["workflow/rules/aggregate.smk", "src/orchmoe/report"] + CHECKPOINTS + EVALS,
-        "outs": [t for t in TABLES if t != summary], "metrics": [summary]}
+        "outs": [t for t in TABLES if t != summary] + PAPER_TABLES + ([PARAMS_CSV] if PARAMS_CSV else []),
+        "metrics": [summary]}
     stages["figures"] = {
         "cmd": snakemake_cmd("figures_all"),
         "deps": ["workflow/rules/report.smk", "src/orchmoe/report"] + data_outs + CHECKPOINTS + EVALS,
-        "outs": FIGURES}
+        "outs": FIGURES + PAPER_FIGURES}
+    if REPORT:  # the layouts are config, so a change to them reruns the report stages
+        for name in ("tables", "figures"):
+            stages[name]["params"] = [{CONFIG_FILE: ["report"]}]
+        stages["tables"]["params"][0][CONFIG_FILE].append("bases")  # `orchmoe params` reads the base architectures
     plots = [f"{FIGURE_DIR}/{f}.png" for f in FIGURE_NAMES]
     return {"stages": stages, "metrics": [summary], "plots": plots}
 

@@ -1,9 +1,9 @@
 # Evaluation: generation + Super-NI metrics for every checkpoint on the suite's eval split (and the unseen-task
-# split where the suite has one), plus the frozen base model without adapters ("base"), the floor of every table.
+# split where the suite has one and the method entry asks for it), plus the frozen base model without adapters ("base"), the floor of every table.
 
 
 def eval_inputs(wildcards):
-    inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
+    inputs = {"data": f"{eval_data(wildcards)}/manifest.json", "base": base_target(wildcards.base)}
     if wildcards.run != "base":
         inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
     return inputs
@@ -19,10 +19,11 @@ rule evaluate:
         seed="[0-9]+",
         split="eval|unseen",
     params:
-        base=lambda w: base_dir(w.base),
-        data=lambda w: suite_dir(w.suite),
+        base=lambda w: base_arg(w.base),
+        data=eval_data,
         checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
+        beams=f"--num-beams {config['evaluate']['num_beams']}" if "num_beams" in config["evaluate"] else "",
     threads: 1
     resources:
         gpu=train_gpu,
@@ -34,4 +35,4 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
         " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"
         " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
-        " > {log} 2>&1"
+        " {params.beams} > {log} 2>&1"

@@ -28,3 +28,30 @@ rule figures:
     shell:
         "orchmoe figures --experiment {EXP} --results results --data {params.suite} {params.skills}"
         " --out {params.out} > {log} 2>&1"
+
+
+def paper_figure_inputs(wildcards):
+    suites = sorted({f["suite"] for f in REPORT.get("figures", {}).values() if "suite" in f})
+    return {"evals": EVALS, "checkpoints": CHECKPOINTS, "suites": [f"{suite_dir(s)}/manifest.json" for s in suites]}
+
+
+rule paper_figures:
+    """The papers' figure layouts (config `report.figures`): OrchMoE Figure 2 (a line per method across ranks) and
+    Figure 3 (one run's dendrogram + allocation heatmap)."""
+    input:
+        unpack(paper_figure_inputs),
+    output:
+        [report(f, category="Paper figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f
+         for f in PAPER_FIGURES],
+    params:
+        spec=q(REPORT.get("figures", {})),
+        out=f"{FIGURE_DIR}/paper",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"logs/{EXP}/report/paper_figures.log",
+    shell:
+        "orchmoe paper-figures --experiment {EXP} --results results --data data/processed/{EXP} --spec {params.spec}"
+        " --out {params.out} > {log} 2>&1"
