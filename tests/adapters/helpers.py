@@ -6,7 +6,8 @@ import torch
 from orchmoe.adapters import attach_adapters
 from orchmoe.models.tiny import build_tiny
 
-TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"]}
+TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"],
+           "glm": ["query_key_value:q,k,v"]}  # glm: the GLM layout's fused projection as three LoRAs
 METHODS = ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"]
 
 

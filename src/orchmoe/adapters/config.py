@@ -13,6 +13,7 @@ METHODS = ("lora", "moe_lora", "poly", "mhr", "orchmoe", "moa")
 class AdapterConfig:
     method: str = "lora"
     # Names match the last component of a module path (PEFT); a string is a regex over the full path.
+    # "query_key_value:q,k,v": separate LoRAs on the equal output slices of a fused linear (adapters/fused.py).
     target_modules: list[str] | str = field(default_factory=lambda: ["q", "k", "v"])
     rank: int = 8
     n_skills: int | None = None  # S: skills (OrchMoE/Poly/MHR), experts (MoE-LoRA), domain LoRAs (MoA); lora: 1
@@ -58,6 +59,9 @@ class AdapterConfig:
             bad("dropout", "must be in [0, 1)")
         if not self.target_modules:
             bad("target_modules", "must name at least one module")
+        from .fused import fused_targets
+
+        fused_targets(self.target_modules)  # a malformed "module:slices" entry raises, naming it
         if self.method in ("poly", "mhr") and (not isinstance(self.n_tasks, int) or self.n_tasks < 1):
             bad("n_tasks", f"must be a positive integer for method {self.method!r} (it routes by task id)")
         if self.method == "orchmoe":

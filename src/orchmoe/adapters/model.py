@@ -16,6 +16,7 @@ from orchmoe.io import atomic_path
 
 from .bank import LoRABank
 from .config import AdapterConfig
+from .fused import FusedAdaptedLinear, SliceAdapter, fused_targets
 from .layer import AdaptedLinear, linear_dims
 from .methods import ROUTERS
 from .routing import RoutingContext, sequence_mask
@@ -27,7 +28,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 def _matches(name: str, targets) -> bool:
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
-    return name.rsplit(".", 1)[-1] in targets
+    return name.rsplit(".", 1)[-1] in fused_targets(targets)  # "query_key_value:q,k,v" matches query_key_value
 
 
 def block_of(model: nn.Module, name: str) -> str:
@@ -60,32 +61,48 @@ class MultiAdapterModel(nn.Module):
                               f"{type(base_model).__name__}")
         d_model = base_model.config.get_text_config().hidden_size if hasattr(base_model.config, "get_text_config") \
             else base_model.config.hidden_size
+        slices_of = fused_targets(cfg.target_modules)
         for name, module in targets:
             d_in, d_out = linear_dims(module)
-            if cfg.n_splits > 1 and (d_in % cfg.n_splits or d_out % cfg.n_splits):
-                raise ConfigError(f"adapter config: n_splits={cfg.n_splits} must divide the dimensions of {name} "
-                                  f"({d_in} -> {d_out})")
-            if router_cls.scope == "block":
-                block = block_of(base_model, name)
-                key = block.replace(".", "__")
-                if key not in self.block_routers:
-                    with torch.device(module.weight.device):  # meta device: count without allocating
-                        self.block_routers[key] = router_cls(cfg, d_model)
-                    self._attach_block_hook(block, self.block_routers[key], key)
-                router = self.block_routers[key]
+            slices = slices_of.get(name.rsplit(".", 1)[-1])
+            if slices and d_out % len(slices):
+                raise ConfigError(f"target_modules: {name} ({d_in} -> {d_out}) does not split into {len(slices)} "
+                                  f"equal slices {slices}")
+            if slices is None:
+                adapted = AdaptedLinear(module, *self._bank_and_router(name, name, module, d_in, d_out, d_model))
+                self.adapted[name] = adapted
             else:
-                with torch.device(module.weight.device):
-                    router = router_cls(cfg, d_in)
-                router.name = name
-            router.ctx = self.ctx
-            with torch.device(module.weight.device):
-                bank = LoRABank(d_in, d_out, cfg.n_skills, cfg.rank, cfg.scaling, cfg.dropout, cfg.n_splits)
-            adapted = AdaptedLinear(module, bank, router, router_cls.mix)
+                parts = {s: SliceAdapter(*self._bank_and_router(f"{name}.{s}", name, module, d_in,
+                                                                d_out // len(slices), d_model)) for s in slices}
+                adapted = FusedAdaptedLinear(module, parts)
+                self.adapted.update({f"{name}.{s}": part for s, part in parts.items()})
             parent, _, child = name.rpartition(".")
             setattr(base_model.get_submodule(parent) if parent else base_model, child, adapted)
-            self.adapted[name] = adapted
         if self.is_encoder_decoder and router_cls.reads_hidden:
             base_model.get_encoder().register_forward_hook(self._capture_encoder_output)
+
+    def _bank_and_router(self, name: str, module_name: str, module: nn.Module, d_in: int, d_out: int, d_model: int):
+        """A LoRA bank for `name` (a linear, or one output slice of a fused linear) and the router that mixes it."""
+        cfg, router_cls = self.cfg, ROUTERS[self.cfg.method]
+        if cfg.n_splits > 1 and (d_in % cfg.n_splits or d_out % cfg.n_splits):
+            raise ConfigError(f"adapter config: n_splits={cfg.n_splits} must divide the dimensions of {name} "
+                              f"({d_in} -> {d_out})")
+        if router_cls.scope == "block":
+            block = block_of(self.base_model, module_name)
+            key = block.replace(".", "__")
+            if key not in self.block_routers:
+                with torch.device(module.weight.device):  # meta device: count without allocating
+                    self.block_routers[key] = router_cls(cfg, d_model)
+                self._attach_block_hook(block, self.block_routers[key], key)
+            router = self.block_routers[key]
+        else:
+            with torch.device(module.weight.device):
+                router = router_cls(cfg, d_in)
+            router.name = name
+        router.ctx = self.ctx
+        with torch.device(module.weight.device):
+            bank = LoRABank(d_in, d_out, cfg.n_skills, cfg.rank, cfg.scaling, cfg.dropout, cfg.n_splits)
+        return bank, router, router_cls.mix
 
     # -- routing -------------------------------------------------------------------------------------------------
     def _attach_block_hook(self, block: str, router, key: str) -> None:
@@ -222,6 +239,9 @@ class MultiAdapterModel(nn.Module):
             skill = 0
         if not 0 <= skill < self.cfg.n_skills:
             raise ConfigError(f"export_peft: skill={skill} is not in [0, {self.cfg.n_skills})")
+        if any(isinstance(layer, SliceAdapter) for layer in self.adapted.values()):
+            raise ConfigError("export_peft: fused-slice targets (e.g. 'query_key_value:q,k,v') have no PEFT "
+                              "equivalent (PEFT puts one LoRA on the whole fused linear)")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {}

