@@ -106,15 +106,14 @@ def base_dir(base):
     if spec["source"] == "smollm2":
         return "models/smollm2"
     if spec["source"] == "tiny":
-        return tiny_spec(base)
+        return json.dumps(tiny_spec(base), sort_keys=True)
     return spec["path"]  # a model folder or hub id given by the user
 
 
 def tiny_spec(base):
     """A random-init twin as the loader's JSON spec (built identically, from its seed, in every job)."""
     spec = BASES[base]
-    return json.dumps({"source": "tiny", **{k: spec[k] for k in ("arch", "architecture") if k in spec},
-                       **spec.get("tiny", {})}, sort_keys=True)
+    return {"source": "tiny", **{k: spec[k] for k in ("arch", "architecture") if k in spec}, **spec.get("tiny", {})}
 
 
 # Loader settings a hub base carries into every GPU job (the library's base spec keys).
@@ -127,7 +126,7 @@ def base_arg(base):
     load = {k: spec[k] for k in LOAD_KEYS if k in spec}
     if spec["source"] == "hub" and load:
         return q({"source": "local", "path": base_dir(base), **load})
-    return q(base_dir(base)) if spec["source"] == "tiny" else base_dir(base)
+    return q(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
 
 
 def fetch_spec(base):
