@@ -57,6 +57,9 @@ def test_moa_reports_router_and_classifier_accuracy(tmp_path, suite):
     assert 0 <= mean["router_accuracy"] <= 100 and 0 <= mean["classifier_accuracy"] <= 100
     rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
     assert {r["domain_id"] for r in rows} == {0, 1} and all(r["predicted_domain"] in (0, 1) for r in rows)
+    # the classifier's prediction per example (MoA Table 3 per domain) gives back the pooled accuracy
+    hits = [r["classifier_domain"] == r["domain_id"] for r in rows]
+    assert mean["classifier_accuracy"] == round(100.0 * sum(hits) / len(hits), 4)
     assert "train_data" in json.loads((tmp_path / "e" / "run.json").read_text())["inputs"]  # classifier's input
 
 
