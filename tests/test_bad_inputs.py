@@ -138,7 +138,24 @@ CASES = [
          setup=tasks_setup({"task001_small": task_json(n=3)})),
     Case("task-domains-file-missing", sample_argv("--task-domains", "/nonexistent/skills.json"),
          r"/nonexistent/skills\.json: --task-domains file not found", setup=tasks_setup({"task001_a": task_json()})),
+    Case("task-json-not-utf8", sample_argv(), r"{tmp}/tasks/task002_latin1\.json: not UTF-8 text",
+         setup=lambda tmp: (write_tasks(tmp / "tasks", {"task001_a": task_json()}),
+                            (tmp / "tasks" / "task002_latin1.json").write_bytes(
+                                json.dumps(task_json("Copi\u00e9 it.")).replace("\\u00e9", "\u00e9")
+                                .encode("latin-1")))),
+    Case("split-file-missing", sample_argv("--split-file", "/nonexistent/test_tasks.txt"),
+         r"/nonexistent/test_tasks\.txt: split file not found", setup=tasks_setup({"task001_a": task_json()})),
+    # --- bases and parameter tables
+    Case("base-dtype-unknown", train_argv(base='{"source": "tiny", "arch": "t5", "dtype": "fp8"}'),
+         r"base spec: dtype='fp8' must be 'auto' or one of float32, bfloat16, float16"),
+    Case("fetch-base-not-a-hub-id", lambda tmp, ctx: ["fetch-base", "--spec", '{"path": "nohub"}', "--out",
+                                                      str(tmp / "out")],
+         r"fetch-base: 'nohub' is neither a folder nor a hub id"),
+    Case("params-unknown-architecture", lambda tmp, ctx: ["params", "--architecture", "glm-100b", "--method", "lora"],
+         r"architecture 'glm-100b': not shipped"),
     # --- adapter / training configuration: typos, wrong types, unknown values
+    Case("fused-target-malformed", train_argv(adapter='{"method": "lora", "rank": 2, "target_modules": ["qkv:q"]}'),
+         r"target_modules: 'qkv:q' must be 'module:slice,slice\[,\.\.\.\]'"),
     Case("adapter-key-typo", train_argv(adapter='{"method": "lora", "rnak": 2, "target_modules": ["q"]}'),
          r"adapter config: unknown field 'rnak'"),
     Case("adapter-wrong-type", train_argv(adapter='{"method": "lora", "rank": "four", "target_modules": ["q"]}'),

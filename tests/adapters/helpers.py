@@ -7,7 +7,8 @@ from orchmoe.adapters import attach_adapters
 from orchmoe.models.tiny import build_tiny
 
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"],
-           "glm": ["query_key_value:q,k,v"]}  # glm: the GLM layout's fused projection as three LoRAs
+           "glm": ["query_key_value:q,k,v"],  # glm: the GLM layout's fused projection as three LoRAs
+           "baichuan": ["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"]}  # MoA's base: every linear
 METHODS = ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"]
 
 

@@ -11,7 +11,7 @@ from orchmoe.models.tiny import build_tiny
 
 from .helpers import METHODS, TARGETS, adapted, inputs, method_config, randomise_B, routing
 
-ARCHS = ["t5", "llama", "gpt2", "glm"]
+ARCHS = ["t5", "llama", "gpt2", "glm", "baichuan"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from orchmoe.adapters import count_parameters, load_adapters
-from orchmoe.adapters.params import PRESETS
+from orchmoe.models.architectures import load_architecture
 from orchmoe.models.tiny import build_tiny, tiny_config
 
 from .helpers import adapted, inputs, randomise_B, routing
@@ -96,7 +96,7 @@ def test_parameter_counts_equal_hand_formulas(method):
 
 
 def test_paper_scale_counts_on_meta_device():
-    t5 = PRESETS["t5-v1_1-xxl-lm-adapt"]()
+    t5 = load_architecture("t5-v1_1-xxl-lm-adapt")
     lora = count_parameters(t5, {"method": "lora", "rank": 32, "target_modules": ["q", "k", "v"]})
     assert lora["trainable"] == 216 * 32 * (4096 + 4096)  # 72 attention modules x q, k, v
     orch = count_parameters(t5, {"method": "orchmoe", "rank": 4, "n_tasks": 100, "target_modules": ["q", "k", "v"]})
@@ -112,11 +112,11 @@ def test_params_cli_prints_the_counts(capsys, tmp_path):
     method = {"method": "orchmoe", "rank": 4, "n_tasks": 3}
     assert main(["params", "--model-config", str(tmp_path / "tiny"), "--method", "lora",
                  "--method", json.dumps(method)]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    rows = {line.split()[2]: line.split()[2:] for line in capsys.readouterr().out.splitlines()[1:]}
     lora = count_parameters(tiny_config("llama"), {"method": "lora", "rank": 32,
                                                    "target_modules": ["q_proj", "k_proj", "v_proj"]})
     orch = count_parameters(tiny_config("llama"), {**method, "target_modules": ["q_proj", "k_proj", "v_proj"]})
     assert rows["lora"][1] == f"{lora['trainable']:,}" == f"{6 * 32 * 128:,}"
     assert rows["orchmoe"][1] == f"{orch['trainable']:,}"
-    assert main(["params", "--preset", "no-such-model", "--method", "lora"]) == 2
+    assert main(["params", "--architecture", "no-such-model", "--method", "lora"]) == 2
     assert "no-such-model" in capsys.readouterr().err

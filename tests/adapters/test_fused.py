@@ -93,3 +93,9 @@ def test_bad_fused_syntax_names_the_entry(target):
 def test_fused_slices_must_divide_the_output():
     with pytest.raises(ConfigError, match="equal slices"):
         attach_adapters(build_tiny("glm"), {"method": "lora", "target_modules": ["query_key_value:a,b,c,d,e"]})
+
+
+def test_fused_slices_do_not_export_as_one_peft_lora(tmp_path):
+    model = attach_adapters(build_tiny("glm"), {"method": "lora", "target_modules": ["query_key_value:q,k,v"]})
+    with pytest.raises(ConfigError, match="fused-slice"):
+        model.export_peft(tmp_path / "peft")

@@ -38,7 +38,7 @@ def _logits_by_recomputation(model, arch, ids, mask, generated, task_ids, domain
     return torch.stack(logits, 1)
 
 
-@pytest.mark.parametrize("arch", ["t5", "llama", "gpt2", "glm"])
+@pytest.mark.parametrize("arch", ["t5", "llama", "gpt2", "glm", "baichuan"])
 @pytest.mark.parametrize("method", SEQUENCE_METHODS + ["moe_lora"])
 def test_cached_greedy_generation_equals_recomputation(arch, method):
     model = adapted(arch, method).eval()
@@ -64,7 +64,7 @@ class _AlwaysRecompute(dict):
         return False
 
 
-@pytest.mark.parametrize("arch", ["t5", "llama", "gpt2", "glm"])
+@pytest.mark.parametrize("arch", ["t5", "llama", "gpt2", "glm", "baichuan"])
 @pytest.mark.parametrize("method", SEQUENCE_METHODS)
 def test_beam_search_and_several_sequences_match_full_recomputation(arch, method):
     """PEFT's Poly crashes here (router rows B vs decoder rows B * beams); routing is expanded inside the layer.

@@ -122,3 +122,36 @@ def test_pretrain_base_builds_the_glm_twin(tmp_path):
     assert model.config.model_type == "orchmoe_glm"
     assert main(["pretrain-base", "--arch", "glm", "--data", str(suite), "--out", str(tmp_path / "bad"),
                  "--d-model", "32", "--d-ff", "64"]) == 2
+
+
+def test_remote_code_class_follows_auto_map():
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig
+
+    glm = PretrainedConfig(auto_map={"AutoConfig": "configuration_glm.GLMConfig",
+                                     "AutoModelForSeq2SeqLM": "modeling_glm.GLMForConditionalGeneration"})
+    assert loading._model_class(glm) is AutoModelForSeq2SeqLM
+    assert loading._model_class(build_tiny("glm").config) is AutoModelForCausalLM
+
+
+def test_baichuan_twin_packs_qkv_and_equals_the_llama_it_was_built_from(tmp_path):
+    """W_pack holds q | k | v of the same-seed LLaMA, so the outputs are the LLaMA's; save/load keeps W_pack."""
+    packed, llama = build_tiny("baichuan", seed=2), build_tiny("llama", seed=2)
+    names = {n for n, _ in packed.named_modules()}
+    assert "model.layers.0.self_attn.W_pack" in names and "model.layers.0.self_attn.q_proj" not in names
+    ids = torch.tensor([[5, 6, 7, 8, 1]])
+    torch.testing.assert_close(packed(input_ids=ids).logits, llama(input_ids=ids).logits)
+    packed.save_pretrained(tmp_path / "b")
+    byte_tokenizer().save_pretrained(tmp_path / "b")
+    again, _ = load_base(tmp_path / "b")
+    assert torch.equal(again(input_ids=ids).logits, packed(input_ids=ids).logits)
+
+
+def test_run_json_records_a_fetched_base_by_its_fetch_record(tmp_path):
+    from orchmoe.training.cli import base_input
+
+    _model_dir(tmp_path / "src")
+    fetch_mod.fetch_base({"path": str(tmp_path / "src")}, tmp_path / "fetched")
+    spec = json.dumps({"source": "path", "path": str(tmp_path / "fetched"), "trust_remote_code": True})
+    assert base_input(spec) == base_input(str(tmp_path / "fetched")) == tmp_path / "fetched" / "fetch.json"
+    assert base_input(str(tmp_path / "src")) == tmp_path / "src"
+    assert base_input('{"source": "tiny", "arch": "glm"}') is None and base_input("THUDM/glm-10b") is None

@@ -63,3 +63,25 @@ def test_moa_reports_router_and_classifier_accuracy(tmp_path, suite):
     assert "train_data" in json.loads((tmp_path / "e" / "run.json").read_text())["inputs"]  # classifier's input
 
 
+
+
+def test_glm_twin_trains_and_evaluates_with_beam_search(tmp_path, suite):
+    """The GLM layout (fused q, k, v as three LoRAs) end to end; --num-beams 2 keeps one routing row per example."""
+    adapter = json.dumps({"method": "orchmoe", "target_modules": ["query_key_value:q,k,v"], "rank": 2})
+    base = _tiny_spec("glm")
+    assert main(["train", "--base", base, "--data", str(suite), "--adapter-config", adapter, "--train-config",
+                 json.dumps(FAST), "--out", str(tmp_path / "c"), "--work", str(tmp_path / "w")]) == 0
+    rows = {}
+    for beams in (1, 2):
+        out = tmp_path / f"e{beams}"
+        assert main(["evaluate", "--base", base, "--checkpoint", str(tmp_path / "c"), "--data", str(suite),
+                     "--out", str(out), "--max-source-length", "96", "--max-target-length", "12",
+                     "--num-beams", str(beams)]) == 0
+        rows[beams] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert json.loads((out / "run.json").read_text())["config"]["num_beams"] == beams
+    assert len(rows[2]) == len(rows[1]) == 8
+    # routing reads the prompt only: the same skill weights per example whatever the decoding
+    for a, b in zip(rows[1], rows[2]):
+        assert a["id"] == b["id"] and a["skill_weights"] == pytest.approx(b["skill_weights"], abs=1e-4)
+    assert main(["evaluate", "--base", base, "--checkpoint", "none", "--data", str(suite), "--out",
+                 str(tmp_path / "bad"), "--num-beams", "0"]) == 2

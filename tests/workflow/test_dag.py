@@ -42,14 +42,14 @@ def test_dry_run_job_counts(wf, name):
 
 
 def test_moa_waits_for_single_lora_checkpoints(wf):
-    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moa/seed0", "-n", "-p", "--cores", "2",
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moa/seed0", "-n", "-p", "--cores", "2",
                     "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 9  # 8 single LoRAs + MoA
-    assert "--init-skills results/checkpoints/paper-moa/moa8/llama2-7b/single@finance/seed0" in out
-    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora/seed0", "-n", "--cores", "2",
+    assert "--init-skills results/checkpoints/paper-moa/moa8/baichuan-7b/single@finance/seed0" in out
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moe_lora/seed0", "-n", "--cores", "2",
                     "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 9  # the slides' MoE-LoRA starts from the single LoRAs too
-    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora_naive/seed0", "-n", "--cores", "2",
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moe_lora_naive/seed0", "-n", "--cores", "2",
                     "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 1  # MoE-LoRA (naive): "all LoRA modules are randomly initialized"
 

@@ -1,46 +1,94 @@
-"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE Table 4) on the meta device."""
+"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE / MoA Table 4) on the meta device."""
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("params", help="count trainable parameters of methods for a model config (no weights)")
+    p = sub.add_parser("params", help="count trainable parameters of methods for model configs (no weights)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="a built-in config: t5-v1_1-xxl-lm-adapt, smollm2-135m")
+    src.add_argument("--config", help="a workflow config: every method entry x suite x base x sweep point")
+    src.add_argument("--architecture", help="a shipped base layout (orchmoe/models/architectures), e.g. glm-10b")
     src.add_argument("--model-config", help="a Hugging Face config.json (or a model folder holding one)")
-    p.add_argument("--method", action="append", required=True,
-                   help="an AdapterConfig as JSON, or a bare method name with the paper's settings; repeatable")
+    p.add_argument("--method", action="append",
+                   help="an AdapterConfig as JSON, or a bare method name with the paper's settings; repeatable "
+                        "(needed with --architecture / --model-config)")
     p.add_argument("--target-modules", nargs="+", help="default: q k v (T5) or q_proj k_proj v_proj")
     p.add_argument("--n-tasks", type=int, default=100)
+    p.add_argument("--data-root", default="data/processed",
+                   help="with --config: sampled suites (<root>/<experiment>/<suite>/manifest.json) give T for "
+                        "suites with n_tasks: all")
+    p.add_argument("--out", help="also write the rows as CSV (atomically)")
     p.set_defaults(func=_params)
 
 
-# The papers' equal-budget settings (OrchMoE section 4.2): LoRA r=32; 4 experts of r=8; OrchMoE 4 skills of r=4.
-PAPER = {"lora": {"rank": 32}, "moe_lora": {"rank": 8, "n_skills": 4}, "poly": {"rank": 8, "n_skills": 4},
-         "mhr": {"rank": 8, "n_skills": 4, "n_splits": 8}, "orchmoe": {"rank": 4, "n_skills": 4},
-         "moa": {"rank": 8, "n_skills": 8}}
+def _fmt(value, spec=","):
+    return "-" if value is None else format(value, spec) if not isinstance(value, str) else value
+
+
+def _print(rows: list[dict]) -> None:
+    cols = [("suite", "suite", ""), ("base", "base", ""), ("run", "run", ""), ("trainable", "trainable", ","),
+            ("router", "router", ","), ("base_params", "base", ","), ("ratio_percent", "ratio %", ".4f"),
+            ("paper", "paper", "")]
+    cells = [[h for _, h, _ in cols]] + [[_fmt(r.get(k), f) if f else _fmt(r.get(k)) for k, _, f in cols]
+                                         for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    for line in cells:
+        print("  ".join(c.ljust(w) if i < 3 or i == len(cols) - 1 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(line, widths))).rstrip())
 
 
 def _params(args) -> None:
+    import csv
+    import io
     import json
+    from pathlib import Path
 
-    from transformers import AutoConfig
+    from orchmoe.errors import ConfigError
 
-    from .params import PRESETS, count_parameters
+    from .paper import SETTINGS
+    from .params import COLUMNS, config_rows, count_parameters
 
-    if args.preset:
-        if args.preset not in PRESETS:
-            from orchmoe.errors import ConfigError
+    if args.config:
+        import yaml
 
-            raise ConfigError(f"--preset {args.preset!r}: known presets are {', '.join(PRESETS)}")
-        config = PRESETS[args.preset]()
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: file not found")
+        config = yaml.safe_load(path.read_text())
+        manifests = {}
+        for suite in config.get("suites", {}):
+            file = Path(args.data_root) / str(config.get("experiment")) / suite / "manifest.json"
+            if file.is_file():
+                manifests[suite] = json.loads(file.read_text())
+        rows = config_rows(config, manifests)
     else:
-        config = AutoConfig.from_pretrained(args.model_config)
-    targets = args.target_modules or (["q", "k", "v"] if config.is_encoder_decoder else ["q_proj", "k_proj", "v_proj"])
-    print(f"{'method':<10} {'trainable':>14} {'router':>12} {'base':>16} {'ratio %':>9}")
-    for spec in args.method:
-        cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **PAPER.get(spec, {})}
-        cfg.setdefault("target_modules", targets)
-        if cfg["method"] in ("poly", "mhr", "orchmoe"):
-            cfg.setdefault("n_tasks", args.n_tasks)
-        c = count_parameters(config, cfg)
-        print(f"{c['method']:<10} {c['trainable']:>14,} {c['router']:>12,} {c['base']:>16,} {c['ratio_percent']:>9.4f}")
+        if not args.method:
+            raise ConfigError("--method is needed with --architecture / --model-config")
+        if args.architecture:
+            from orchmoe.models.architectures import load_architecture
+
+            config = load_architecture(args.architecture)
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(args.model_config)
+        targets = args.target_modules or (["q", "k", "v"] if config.is_encoder_decoder
+                                          else ["q_proj", "k_proj", "v_proj"])
+        rows = []
+        for spec in args.method:
+            cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **SETTINGS.get(spec, {})}
+            cfg.setdefault("target_modules", targets)
+            if cfg["method"] in ("poly", "mhr", "orchmoe"):
+                cfg.setdefault("n_tasks", args.n_tasks)
+            c = count_parameters(config, cfg)
+            rows.append({"base": args.architecture or args.model_config, "run": c["method"], "method": c["method"],
+                         "trainable": c["trainable"], "adapter": c["adapter"], "router": c["router"],
+                         "base_params": c["base"], "ratio_percent": c["ratio_percent"]})
+    _print(rows)
+    if args.out:
+        from orchmoe.io import write_text
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
+        write_text(args.out, buf.getvalue())

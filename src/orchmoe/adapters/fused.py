@@ -41,22 +41,28 @@ def fused_targets(targets) -> dict[str, list[str] | None]:
     return out
 
 
-class SliceAdapter(AdaptedLinear):
-    """The LoRA bank and router of one output slice; it returns only the update (the fused base runs once)."""
-
-    def __init__(self, bank, router, mix: str):
-        super().__init__(None, bank, router, mix)
-
-    @property
-    def weight(self):  # pragma: no cover - a slice has no weight of its own
-        raise AttributeError("a fused slice has no base weight")
-
-    @property
-    def bias(self):  # pragma: no cover
-        raise AttributeError("a fused slice has no base bias")
+class _NoBase(nn.Module):
+    """The base of a slice: nothing (the fused linear runs once, in FusedAdaptedLinear). A zero-dim zero of the
+    input's dtype, so AdaptedLinear's `base(x) + update` returns the update alone, cast like any adapted output."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bank(x, self._shared_router[0].weights(x), self.mix)
+        return torch.zeros((), dtype=x.dtype, device=x.device)
+
+
+class SliceAdapter(AdaptedLinear):
+    """The LoRA bank and router of one output slice. It reuses AdaptedLinear's forward unchanged (so the bank's
+    fast paths apply to slices too) on a base that contributes nothing: its output is the slice's update."""
+
+    def __init__(self, bank, router, mix: str):
+        super().__init__(_NoBase(), bank, router, mix)
+
+    @property
+    def weight(self):
+        raise AttributeError("a fused slice has no base weight of its own")
+
+    @property
+    def bias(self):
+        raise AttributeError("a fused slice has no base bias of its own")
 
 
 class FusedAdaptedLinear(nn.Module):

@@ -36,7 +36,9 @@ class Collator:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _prompt(self, text: str) -> list[int]:
-        ids = self._encode(text)
+        # Decoder-only: the target brings its own leading space, so a format ending in "Output: " loses the space
+        # (Tk-Instruct's T5 tokenizer drops it too); otherwise BPE would see "Output:  target".
+        ids = self._encode(text if self.is_encoder_decoder else text.rstrip())
         limit = self.max_source_length - (1 if self.is_encoder_decoder else 0)
         if len(ids) > limit:
             self.truncated["prompts"] += 1

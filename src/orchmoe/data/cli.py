@@ -28,7 +28,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--english-only", action="store_true")
     p.add_argument("--train-split-only", action="store_true", help="seen tasks from splits/default/train_tasks.txt")
-    p.add_argument("--num-pos-examples", type=int, default=0)
+    p.add_argument("--num-pos-examples", type=int, default=0, help="k positive examples in each prompt")
+    p.add_argument("--split-file", help="a task list (e.g. splits/default/test_tasks.txt): restricts the pool")
+    p.add_argument("--prompt-format", default="definition", choices=["definition", "tk_instruct", "mttl_ni"],
+                   help="orchmoe/data/prompts.py; docs/data.md shows each verbatim")
     p.add_argument("--strict", action="store_true", help="error instead of taking what exists for short tasks")
     p.add_argument("--task-domains", help="skills.json of the built-in suite (its 'domains' map labels examples)")
     p.set_defaults(func=_sample)
@@ -75,7 +78,7 @@ def _sample(args) -> None:
             raise DataError(f"{path}: field 'domains' (task -> domain) is missing")
     m = sample_superni(args.tasks_dir, args.out, args.n_tasks, args.n_train, args.n_eval, args.n_unseen,
                        args.n_unseen_eval, args.seed, args.english_only, args.train_split_only,
-                       args.num_pos_examples, args.strict, domains)
+                       args.num_pos_examples, args.strict, domains, args.split_file, args.prompt_format)
     print(f"{args.out}: {len(m['tasks'])} tasks, {m['counts']}; short tasks: {len(m['short_tasks'])}")
 
 

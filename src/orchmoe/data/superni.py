@@ -7,6 +7,7 @@ n_unseen_eval instances in file order (the same for every seed). Short tasks: se
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchmoe.errors import DataError
-from orchmoe.io import md5_file, write_json, write_jsonl
+from orchmoe.io import atomic_path, md5_file, write_json, write_jsonl
 
 from .prompts import build_prompt
 
@@ -41,6 +42,8 @@ def read_task(path: str | Path) -> Task:
             raw = json.load(f)  # Python's json accepts the NaN some originals hold in "URL"
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if not isinstance(raw, dict):
@@ -84,6 +87,64 @@ def list_task_files(tasks_dir: str | Path) -> list[Path]:
     return files
 
 
+def read_task_meta(path: str | Path, keys=("Input_language", "Output_language"), chunk: int = 1 << 16) -> dict:
+    """The top-level fields `keys` of a task file without parsing its Instances (the bulk of the file).
+
+    Task files put the metadata before "Instances" (allenai/natural-instructions): the object is decoded field by
+    field from the start, reading more text only when a value is incomplete, until `keys` are found. A file that
+    puts Instances first is parsed whole (still one file at a time: memory stays flat either way)."""
+    path = Path(path)
+    decoder, meta = json.JSONDecoder(), {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = {"buf": "", "eof": False}
+
+            def more() -> bool:
+                text = f.read(max(chunk, len(state["buf"])))
+                state["buf"] += text
+                state["eof"] = not text
+                return bool(text)
+
+            def skip(pos: int, chars: str) -> int:
+                while True:
+                    buf = state["buf"]
+                    while pos < len(buf) and buf[pos] in chars:
+                        pos += 1
+                    if pos < len(buf) or not more():
+                        return pos
+
+            def decode(pos: int):
+                while True:
+                    try:
+                        return decoder.raw_decode(state["buf"], pos)
+                    except json.JSONDecodeError:
+                        if not more():
+                            raise
+
+            pos = skip(0, " \t\r\n")
+            if state["buf"][pos:pos + 1] != "{":
+                raise json.JSONDecodeError("a task file must hold a JSON object", state["buf"], pos)
+            pos += 1
+            while not all(k in meta for k in keys):
+                pos = skip(pos, " \t\r\n,")
+                if state["buf"][pos:pos + 1] in ("}", ""):
+                    break
+                key, pos = decode(pos)
+                pos = skip(pos, " \t\r\n:")
+                if key == "Instances":  # metadata after the instances: parse the whole file once
+                    f.seek(0)
+                    raw = json.load(f)
+                    return {k: raw[k] for k in keys if k in raw}
+                meta[key], pos = decode(pos)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return {k: meta[k] for k in keys if k in meta}
+
+
 def split_short_task(n: int, n_train: int, n_eval: int) -> tuple[int, int]:
     """How many instances go to train and eval when a task has fewer than n_train + n_eval.
 
@@ -109,31 +170,54 @@ def plan_split(n: int, n_train: int, n_eval: int, strict: bool, where, name: str
     return k_train, k_eval
 
 
-def example(task: Task, task_id: int, inst: dict, num_pos_examples: int) -> dict:
+def example(task: Task, task_id: int, inst: dict, num_pos_examples: int, prompt_format: str = "definition") -> dict:
     return {
         "id": inst["id"], "task": task.name, "task_id": task_id, "domain": None, "domain_id": -1,
-        "prompt": build_prompt(task.definition, inst["input"], task.positive_examples[:num_pos_examples]),
+        "prompt": build_prompt(task.definition, inst["input"], task.positive_examples[:num_pos_examples],
+                               prompt_format),
         "target": inst["output"][0], "references": list(inst["output"]),
     }
 
 
 def read_split_file(path: Path) -> set[str] | None:
-    return set(path.read_text().split()) if path.is_file() else None
+    """Task names of an official split list (splits/default/train_tasks.txt, test_tasks.txt); None if absent."""
+    if not path.is_file():
+        return None
+    try:
+        return set(path.read_text(encoding="utf-8").split())
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, n_eval: int = 100, n_unseen: int = 10,
                    n_unseen_eval: int = 100, seed: int = 0, english_only: bool = False,
                    train_split_only: bool = False, num_pos_examples: int = 0, strict: bool = False,
-                   task_domains: dict[str, str] | None = None) -> dict:
-    """Sample a suite into out_dir. task_domains (task -> domain name) labels examples for MoA."""
-    files = list_task_files(tasks_dir)
+                   task_domains: dict[str, str] | None = None, split_file=None,
+                   prompt_format: str = "definition") -> dict:
+    """Sample a suite into out_dir. task_domains (task -> domain name) labels examples for MoA.
+
+    Memory stays flat in the corpus size: tasks are chosen from file names (and, for english_only, the language
+    fields read without the instances), then the chosen files are read one at a time and their rows streamed to
+    the output files. split_file: a task list (e.g. the official test_tasks.txt) that restricts the pool."""
+    files = {p.stem: p for p in list_task_files(tasks_dir)}
     for name, value in (("n_tasks", n_tasks), ("n_train", n_train), ("n_eval", n_eval)):
         if value != "all" and value < 1:
             raise DataError(f"sample size {name}={value} must be at least 1")
-    tasks = {p.stem: read_task(p) for p in files}
-    pool = sorted(tasks)
+    build_prompt("", "", [], prompt_format)  # an unknown format fails before any file is read
+    pool = sorted(files)
+    if split_file is not None:
+        listed = read_split_file(Path(split_file))
+        if listed is None:
+            raise DataError(f"{split_file}: split file not found")
+        pool = [t for t in pool if t in listed]
+        if not pool:
+            raise DataError(f"{split_file}: none of its tasks has a file in {tasks_dir}")
     if english_only:
-        pool = [t for t in pool if tasks[t].input_language == ["English"] and tasks[t].output_language == ["English"]]
+        def english(name):
+            meta = read_task_meta(files[name])
+            return meta.get("Input_language") == ["English"] and meta.get("Output_language") == ["English"]
+
+        pool = [t for t in pool if english(t)]
     splits_dir = Path(tasks_dir).parent / "splits" / "default"
     seen_pool, unseen_pool = pool, pool
     if train_split_only:
@@ -149,7 +233,7 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
         raise DataError(f"{tasks_dir}: n_tasks={n_tasks} but only {len(seen_pool)} eligible tasks")
     rng = random.Random(seed)
     seen = sorted(rng.sample(seen_pool, n_tasks))
-    rest = [t for t in unseen_pool if t not in seen]
+    rest = [t for t in unseen_pool if t not in set(seen)]
     if n_unseen > len(rest):
         if strict:
             raise DataError(f"{tasks_dir}: n_unseen={n_unseen} but only {len(rest)} tasks remain after the seen ones")
@@ -158,50 +242,80 @@ def sample_superni(tasks_dir, out_dir, n_tasks: int | str, n_train: int = 1000, 
 
     domains = sorted({task_domains[t] for t in seen + unseen if t in task_domains}) if task_domains else []
 
-    def labelled(rows):
-        for row in rows:
-            if task_domains and row["task"] in task_domains:
-                row["domain"] = task_domains[row["task"]]
-                row["domain_id"] = domains.index(row["domain"])
-        return rows
+    def labelled(row):
+        if task_domains and row["task"] in task_domains:
+            row["domain"] = task_domains[row["task"]]
+            row["domain_id"] = domains.index(row["domain"])
+        return row
 
-    train, evaluation, unseen_rows, short = [], [], [], {}
-    for task_id, name in enumerate(seen):
-        task = tasks[name]
-        order = list(task.instances)
-        random.Random(f"{seed}:{name}").shuffle(order)
-        k_train, k_eval = plan_split(len(order), n_train, n_eval, strict, task.path, name, short)
-        train += [example(task, task_id, i, num_pos_examples) for i in order[:k_train]]
-        evaluation += [example(task, task_id, i, num_pos_examples) for i in order[k_train:k_train + k_eval]]
-    for name in unseen:
-        task = tasks[name]
-        if len(task.instances) < n_unseen_eval:
-            if strict:
-                raise DataError(f"{task.path}: {len(task.instances)} instances < n_unseen_eval={n_unseen_eval} (strict)")
-            short[name] = {"instances": len(task.instances), "unseen_eval": len(task.instances)}
-        unseen_rows += [example(task, -1, i, num_pos_examples) for i in task.instances[:n_unseen_eval]]
+    params = {"n_tasks": n_tasks, "n_train": n_train, "n_eval": n_eval, "n_unseen": n_unseen,
+              "n_unseen_eval": n_unseen_eval, "english_only": english_only, "train_split_only": train_split_only,
+              "num_pos_examples": num_pos_examples, "prompt_format": prompt_format,
+              "split_file": str(split_file) if split_file else None}
+    out_dir = Path(out_dir)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # a suite without manifest.json is incomplete
+    created = not out_dir.exists()
+    try:
+        return _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, strict, params)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a bad task file met while streaming leaves nothing behind
+        raise
 
-    train, evaluation, unseen_rows = labelled(train), labelled(evaluation), labelled(unseen_rows)
+
+def _write_streamed(files, out_dir, seen, unseen, domains, labelled, seed, strict, params) -> dict:
+    """Read the chosen task files one at a time, stream their rows into the three splits, then the manifest."""
+    n_train, n_eval, n_unseen_eval = params["n_train"], params["n_eval"], params["n_unseen_eval"]
+    num_pos_examples, prompt_format = params["num_pos_examples"], params["prompt_format"]
+    counts = {"train": 0, "eval": 0, "unseen": 0}
+    ids = {"train": {}, "eval": {}, "unseen": {}}
+    short, sources = {}, {}
+    with contextlib.ExitStack() as stack:
+        sinks = {}
+        for split, file in (("train", "train.jsonl"), ("eval", "eval.jsonl"), ("unseen", "unseen.jsonl")):
+            sinks[split] = stack.enter_context(open(stack.enter_context(atomic_path(out_dir / file)), "w",
+                                                    encoding="utf-8"))
+
+        def emit(split, task, task_id, instances):
+            for inst in instances:
+                row = labelled(example(task, task_id, inst, num_pos_examples, prompt_format))
+                sinks[split].write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+                ids[split].setdefault(task.name, []).append(row["id"])
+                counts[split] += 1
+
+        for task_id, name in enumerate(seen):  # one task in memory at a time
+            task = read_task(files[name])
+            order = list(task.instances)
+            random.Random(f"{seed}:{name}").shuffle(order)
+            k_train, k_eval = plan_split(len(order), n_train, n_eval, strict, task.path, name, short)
+            emit("train", task, task_id, order[:k_train])
+            emit("eval", task, task_id, order[k_train:k_train + k_eval])
+            sources[name] = md5_file(task.path)
+            del task, order
+        for name in unseen:
+            task = read_task(files[name])
+            n = len(task.instances)
+            if n < n_unseen_eval:
+                if strict:
+                    raise DataError(f"{task.path}: {n} instances < n_unseen_eval={n_unseen_eval} (strict)")
+                short[name] = {"instances": n, "unseen_eval": n}
+                log.warning("%s: %d instances < %d requested; using %d unseen eval", name, n, n_unseen_eval, n)
+            emit("unseen", task, -1, task.instances[:n_unseen_eval])
+            sources[name] = md5_file(task.path)
+            del task
+        for sink in sinks.values():
+            sink.close()  # flushed before the atomic renames on leaving the stack
+
     manifest = {
         "kind": "superni", "tasks": seen, "unseen_tasks": unseen, "domains": domains, "seed": seed,
-        "params": {"n_tasks": n_tasks, "n_train": n_train, "n_eval": n_eval, "n_unseen": n_unseen,
-                   "n_unseen_eval": n_unseen_eval, "english_only": english_only,
-                   "train_split_only": train_split_only, "num_pos_examples": num_pos_examples},
-        "counts": {"train": len(train), "eval": len(evaluation), "unseen": len(unseen_rows)},
+        "params": params,
+        "counts": counts,
         "short_tasks": short,
-        "sources": {name: md5_file(tasks[name].path) for name in seen + unseen},
-        "instance_ids": {split: _ids_by_task(rows) for split, rows in
-                         (("train", train), ("eval", evaluation), ("unseen", unseen_rows))},
+        "sources": {name: sources[name] for name in seen + unseen},
+        "instance_ids": ids,
     }
-    write_suite(out_dir, manifest, train, evaluation, unseen_rows)
+    write_json(out_dir / "manifest.json", manifest)
     return manifest
-
-
-def _ids_by_task(rows: list[dict]) -> dict[str, list[str]]:
-    ids: dict[str, list[str]] = {}
-    for row in rows:
-        ids.setdefault(row["task"], []).append(row["id"])
-    return ids
 
 
 def write_suite(out_dir, manifest: dict, train: list, evaluation: list, unseen: list) -> None:

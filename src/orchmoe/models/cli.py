@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.set_defaults(func=_fetch_base)
 
     p = sub.add_parser("pretrain-base", help="pretrain a tiny base model from scratch on a suite")
-    p.add_argument("--arch", required=True, choices=["t5", "llama", "gpt2", "glm"])
+    p.add_argument("--arch", required=True, choices=["t5", "llama", "gpt2", "glm", "baichuan"])
     p.add_argument("--data", required=True, help="suite folder (e.g. the built-in primitive-skills split)")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=300)
@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--d-ff", type=int, default=256)
+    p.add_argument("--d-ff", type=int, default=None, help="default: 2 x d-model (glm: 4 x d-model, its layout)")
     p.set_defaults(func=_pretrain)
 
 

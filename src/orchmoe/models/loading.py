@@ -13,11 +13,15 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from orchmoe.errors import ConfigError
 
-from . import glm  # noqa: F401  registers the GLM layout (model_type orchmoe_glm) with the Auto classes
+from . import baichuan, glm  # noqa: F401  register the GLM and Baichuan layouts with the Auto classes
 
 
 def _model_class(config):
-    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    # Remote-code models register their classes in auto_map: THUDM's GLM only as AutoModelForSeq2SeqLM.
+    auto_map = getattr(config, "auto_map", None) or {}
+    seq2seq_only = "AutoModelForSeq2SeqLM" in auto_map and "AutoModelForCausalLM" not in auto_map
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) or seq2seq_only \
+        else AutoModelForCausalLM
 
 
 def _finish(model, tokenizer):

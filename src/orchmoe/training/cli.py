@@ -29,6 +29,16 @@ def base_spec(value: str):
     return json_or_file(value) if value.lstrip().startswith("{") else value
 
 
+def base_input(value: str) -> Path | None:
+    """What run.json records for --base: a fetched folder's fetch.json (it lists the md5 of every file, so a
+    multi-GB base is not hashed again by every job), else the folder / file itself; None for a hub id or tiny spec."""
+    spec = base_spec(value)
+    path = Path(str(spec.get("path") or "")) if isinstance(spec, dict) else Path(spec)
+    if not str(path) or str(path) == "." or not path.exists():
+        return None
+    return path / "fetch.json" if (path / "fetch.json").is_file() else path
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train adapters of one method on a suite")
     p.add_argument("--base", required=True, help="model folder, GGUF folder, hub id, or a tiny-model JSON spec")
@@ -50,6 +60,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-source-length", type=int, default=512)
     p.add_argument("--max-target-length", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="1: greedy (Tk-Instruct); mttl's NI runs use 4")
     p.add_argument("--seed", type=int, default=0, help="seed of the MoA comparison classifier")
     p.add_argument("--xlingual-tokenizer", default=None,
                    help="folder with the GPT-2 tokenizer files: score with the official xlingual track")
@@ -86,7 +97,7 @@ def _train(args) -> None:
     out = Path(args.out)
     with atomic_path(out) as tmp:
         write_outputs(tmp, model)
-        inputs = {"data": Path(args.data), **({"base": Path(args.base)} if Path(args.base).exists() else {})}
+        inputs = {"data": Path(args.data), "base": base_input(args.base)}
         inputs.update({f"init_skill_{i}": Path(d) for i, d in enumerate(args.init_skills or [])})
         write_run_json(tmp / "run.json", " ".join(sys.argv), {"adapter": adapter_cfg.to_dict(),
                        "train": train_cfg.__dict__, "base": args.base}, args.seed, inputs,
@@ -103,13 +114,15 @@ def _evaluate(args) -> None:
     from .provenance import write_run_json
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
+    if args.num_beams < 1:
+        raise ConfigError(f"--num-beams {args.num_beams}: must be at least 1")
     if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():
         raise ConfigError(f"{checkpoint}: not an adapter checkpoint (adapter_config.json missing)")
     base, tokenizer = load_base(base_spec(args.base))
     seed_everything(args.seed)
     rows, metrics = evaluate(base, tokenizer, args.data, args.split, checkpoint, args.batch_size,
                              args.max_source_length, args.max_target_length,
-                             xlingual_tokenizer=args.xlingual_tokenizer, seed=args.seed)
+                             xlingual_tokenizer=args.xlingual_tokenizer, seed=args.seed, num_beams=args.num_beams)
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -117,7 +130,7 @@ def _evaluate(args) -> None:
         write_json(tmp / "metrics.json", metrics)
         inputs = {"data": Path(args.data) / f"{args.split}.jsonl",
                   **({"checkpoint": Path(checkpoint)} if checkpoint else {}),
-                  **({"base": Path(args.base)} if Path(args.base).exists() else {})}
+                  "base": base_input(args.base)}
         if "classifier_accuracy" in metrics["mean"]:  # the MoA comparison classifier is fitted on train.jsonl
             inputs["train_data"] = Path(args.data) / "train.jsonl"
         config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}

@@ -41,8 +41,8 @@ def _device() -> str:
 @torch.no_grad()
 def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batch_size: int = 16,
              max_source_length: int = 512, max_target_length: int = 64, max_new_tokens: int | None = None,
-             xlingual_tokenizer: str | None = None, seed: int = 0):
-    """Returns (prediction rows, metrics dict)."""
+             xlingual_tokenizer: str | None = None, seed: int = 0, num_beams: int = 1):
+    """Returns (prediction rows, metrics dict). Greedy decoding (num_beams=1, Tk-Instruct) or beam search (mttl: 4)."""
     records = read_split(suite_dir, split)
     device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
@@ -60,10 +60,10 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         chunk = records[k:k + batch_size]
         batch = {key: v.to(device) for key, v in gen(chunk).items()}
         routing = {key: batch.pop(key) for key in ROUTING_KEYS}
-        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=1)
+        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=num_beams)
         with autocast:
             out = model.generate(**batch, **routing, **kwargs) if adapters else model.generate(**batch, **kwargs)
-        last = model.last_routing() if adapters else {}
+        last = _per_example(model.last_routing(), len(chunk)) if adapters else {}
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
@@ -137,6 +137,13 @@ def _skill_weights(model, last: dict):
         return None
     alloc = {r.name: r.allocation().cpu() for r in model.block_routers.values()}
     return torch.cat([last[g]["task_weights"].float() @ alloc[g].float() for g in sorted(groups)], dim=-1).tolist()
+
+
+def _per_example(last: dict, n: int) -> dict:
+    """Routing read out on n * beams rows (decoder-only beam search expands the prompt before the prefill): the
+    beams of an example repeat its row, so keep one row per example."""
+    return {g: {k: t[:: t.shape[0] // n] if t.shape[0] > n and t.shape[0] % n == 0 else t for k, t in v.items()}
+            for g, v in last.items()}
 
 
 def _predicted_domains(last: dict):
