@@ -113,8 +113,10 @@ def _ratio(res: Results, params: pd.DataFrame | None, suite, base, run) -> str:
             return f"{100 * first.trainable_params() / base_params:.2f}%"
     if params is not None and {"base", "run"} <= set(params.columns):
         sel = params[(params.base == base) & (params.run == run)]
-        col = next((c for c in ("adapter_to_base_pct", "ratio_pct", "ratio") if c in params.columns), None)
-        if len(sel) and col:
+        if "suite" in params.columns:
+            sel = sel[sel.suite == suite]
+        col = next((c for c in ("ratio_percent", "adapter_to_base_pct") if c in params.columns), None)
+        if len(sel) and col and pd.notna(sel[col].iloc[0]):
             return f"{float(sel[col].iloc[0]):.2f}%"
     return MISSING
 
@@ -148,7 +150,8 @@ def _domains(res: Results, suite: str) -> list[str]:
     for (s, _, run, _), seeds in res.by_key.items():
         if s == suite:
             eval_run = json.loads((seeds[min(seeds)].eval_dir / "run.json").read_text())
-            manifest = Path(eval_run["inputs"]["data"]["path"]) / "manifest.json"
+            data = Path(eval_run["inputs"]["data"]["path"])  # the split file evaluated
+            manifest = (data.parent if data.suffix else data) / "manifest.json"
             if manifest.is_file():
                 return json.loads(manifest.read_text())["domains"]
     raise DataError(f"suite {suite!r}: no evaluation whose data manifest lists the domains")
