@@ -76,3 +76,20 @@ def test_overlay_may_change_scale_only(tmp_path, edit, message):
                            "--overlay", str(tmp_path / "o.yaml"), "--out", str(tmp_path / "m.yaml")], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("name", ["paper-orchmoe", "paper-moa", "paper-orchmoe-mini", "paper-moa-mini"])
+def test_dvc_repro_can_start(wf, name):
+    """dvc.yaml of each paper config: every dep is either a file of the checkout or an out of an EARLIER stage (the
+    data stage once depended on the Super-NI folder it downloads itself: `dvc repro` could not start)."""
+    snakemake("dvc_yaml", "--forcerun", "dvc_yaml", "--cores", "1", "--configfile", f"config/{name}.yaml", cwd=wf)
+    stages = yaml.safe_load((wf / "dvc.yaml").read_text())["stages"]
+    produced: set[str] = set()
+    for stage, spec in stages.items():
+        for dep in spec.get("deps", []):
+            inside = any(dep == o or dep.startswith(o + "/") for o in produced)
+            assert inside or (wf / dep).exists() or (REPO / dep).exists(), f"{name}: stage {stage} needs {dep}"
+        outs = [next(iter(o)) if isinstance(o, dict) else o for k in ("outs", "metrics") for o in spec.get(k, [])]
+        produced |= set(outs)
+    if name == "paper-orchmoe":
+        assert list(stages)[:2] == ["download", "data"]
