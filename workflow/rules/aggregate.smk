@@ -47,7 +47,7 @@ rule paper_tables:
         [report(t, category="Paper tables", labels={"table": Path(t).name}) if t.endswith(".md") else t
          for t in PAPER_TABLES],
     params:
-        spec=q(REPORT.get("tables", {})),
+        spec=shlex.quote(json.dumps(REPORT.get("tables", {}))),  # key order = row order
         out=f"{TABLE_DIR}/paper",
     threads: 1
     resources:

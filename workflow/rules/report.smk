@@ -44,7 +44,7 @@ rule paper_figures:
         [report(f, category="Paper figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f
          for f in PAPER_FIGURES],
     params:
-        spec=q(REPORT.get("figures", {})),
+        spec=shlex.quote(json.dumps(REPORT.get("figures", {}))),  # key order = line order
         out=f"{FIGURE_DIR}/paper",
     threads: 1
     resources:

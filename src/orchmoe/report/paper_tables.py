@@ -285,13 +285,17 @@ def params_table(res: Results, name: str, spec: dict, params: pd.DataFrame | Non
         row[label] = text
         long.append({"table": name, "base": base, "run": run, "label": label, "trainable_params": n})
     wide = [row]
-    if params is not None and "paper" in " ".join(params.columns):
-        paper = {"Model": "paper"}
-        col = next(c for c in params.columns if "paper" in c)
+    if params is not None and {"base", "run", "trainable"} <= set(params.columns):
+        # `orchmoe params`: the same count from the architecture alone, and the paper's value where it gives one
+        counted, paper = {"Model": "counted from the architecture"}, {"Model": "paper"}
         for run, label in spec["runs"].items():
-            sel = params[(params.get("base") == base) & (params.get("run") == run)] if "run" in params else []
-            paper[label] = str(sel[col].iloc[0]) if len(sel) else MISSING
-        wide.append(paper)
+            sel = params[(params.base == base) & params.run.isin([run, f"{run}@<domain>"])]
+            counted[label] = f"{int(sel.trainable.iloc[0]):,}" if len(sel) and pd.notna(sel.trainable.iloc[0]) else MISSING
+            value = sel.paper.iloc[0] if len(sel) and "paper" in sel else None
+            paper[label] = str(value) if isinstance(value, str) and value else MISSING
+        wide.append(counted)
+        if any(v != MISSING for k, v in paper.items() if k != "Model"):
+            wide.append(paper)
     return pd.DataFrame(long), pd.DataFrame(wide)
 
 
