@@ -22,7 +22,7 @@ for m in ("lora", "orchmoe"):
     mm = json.loads((ev / "metrics.json").read_text())
     run = json.loads((ck / "run.json").read_text())
     from safetensors.torch import load_file
-    n = sum(t.numel() for t in load_file(str(ck / "adapter_model.safetensors")).values())
+    n = sum(t.numel() for t in load_file(str(ck / "orchmoe_adapter.safetensors")).values())
     me = mm["mean"]
     out.append(f"| {m} | {n} | {last['step']} | {spp:.2f} | {float(last['loss']):.4f} | {me['exact_match']} | {me['rouge1']} | "
                f"{me['rougeL']} | {me['rougeLsum']} | {me['bleu']} | {me['perplexity']} | {mm['n']} |")

@@ -92,6 +92,20 @@ def train_argv(adapter=LORA, train=TRAIN, base=TINY, data=None):
                              "--work", str(tmp / "work")]
 
 
+def init_argv():
+    moe = '{"method": "moe_lora", "rank": 2, "n_skills": 2, "target_modules": ["q", "v"]}'
+    return lambda tmp, ctx: train_argv(adapter=moe)(tmp, ctx) + ["--init-skills", str(tmp / "peft"), str(tmp / "peft")]
+
+
+def peft_setup(tmp: Path, r: int, targets: list[str]) -> None:
+    """A PEFT LoRA folder for the tiny T5, as a hub download would hold."""
+    import peft
+
+    from orchmoe.models.tiny import build_tiny
+
+    peft.get_peft_model(build_tiny("t5"), peft.LoraConfig(r=r, target_modules=targets)).save_pretrained(tmp / "peft")
+
+
 def sample_argv(*extra, tasks="tasks"):
     return lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / tasks), "--out", str(tmp / "out"),
                              "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0", *extra]
@@ -179,10 +193,20 @@ CASES = [
          r"{tmp}/emptybase: base model folder holds neither config\.json nor a \.gguf file",
          setup=lambda tmp: (tmp / "emptybase").mkdir()),
     Case("nan-loss-injected", train_argv(base="{nan_base}"), r"non-finite loss \(nan\) at step 1 of lora"),
+    # --- PEFT LoRA folders as skills (--init-skills): the folder is named on every mismatch
+    Case("init-skill-peft-rank", init_argv(), r"{tmp}/peft: .*lora_A \(4, 64\).* \(rank 2\)",
+         setup=lambda tmp: peft_setup(tmp, r=4, targets=["q", "v"])),
+    Case("init-skill-peft-targets", init_argv(), r"{tmp}/peft: its LoRA modules differ from this config's target_modules",
+         setup=lambda tmp: peft_setup(tmp, r=2, targets=["q", "k"])),
+    Case("init-skill-not-lora", init_argv(), r"{tmp}/peft: a skill must be a PEFT LoRA folder, got peft_type='IA3'",
+         setup=lambda tmp: (tmp / "peft").mkdir() or (tmp / "peft" / "adapter_config.json").write_text(
+             '{"peft_type": "IA3"}')),
+    Case("export-not-a-run", lambda tmp, ctx: ["export", str(tmp), "--out", str(tmp / "out")],
+         r"{tmp}: not a training run \(run\.json missing\)"),
     Case("checkpoint-not-adapter",
          lambda tmp, ctx: ["evaluate", "--base", TINY, "--checkpoint", str(tmp), "--data", str(ctx["suite"]),
                            "--out", str(tmp / "out")],
-         r"{tmp}: not an adapter checkpoint \(adapter_config\.json missing\)"),
+         r"{tmp}: not an adapter checkpoint \(orchmoe_adapter\.json missing\)"),
     Case("read-only-output-folder",
          lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "ro" / "suite"),
                            "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0"],

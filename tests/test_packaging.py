@@ -40,3 +40,18 @@ def test_environment_matches_pyproject():
 def test_python_floor():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.10"
+
+
+def test_workflow_env_pins_the_runtime_dependencies_like_pyproject():
+    """workflow/envs/orchmoe.yaml (every rule's conda env) holds pyproject's runtime dependencies, same constraints;
+    the package itself comes from its post-deploy script."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = dict(_split(s) for s in project["dependencies"])
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "orchmoe.yaml").read_text())
+    conda = {}
+    for dep in env["dependencies"]:
+        name, constraint = _split(dep)
+        if name not in {"python", "pip"}:
+            conda[CONDA_TO_PYPI.get(name, name)] = constraint
+    assert conda == runtime
+    assert "pip install --no-deps -e ." in (REPO / "workflow" / "envs" / "orchmoe.post-deploy.sh").read_text()

@@ -17,6 +17,7 @@ AREAS = (
     "orchmoe.models.cli",
     "orchmoe.training.cli",
     "orchmoe.report.cli",
+    "orchmoe.serving.cli",
 )
 
 

@@ -1,6 +1,8 @@
 """Fused projections as separate LoRAs: `query_key_value:q,k,v` equals three separate linears with the same LoRAs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -95,7 +97,9 @@ def test_fused_slices_must_divide_the_output():
         attach_adapters(build_tiny("glm"), {"method": "lora", "target_modules": ["query_key_value:a,b,c,d,e"]})
 
 
-def test_fused_slices_do_not_export_as_one_peft_lora(tmp_path):
-    model = attach_adapters(build_tiny("glm"), {"method": "lora", "target_modules": ["query_key_value:q,k,v"]})
-    with pytest.raises(ConfigError, match="fused-slice"):
-        model.export_peft(tmp_path / "peft")
+def test_fused_slices_export_as_one_peft_lora_on_the_fused_linear(tmp_path):
+    """Exact (A stacked, B block-diagonal): outputs checked against PEFT in tests/adapters/test_peft_export.py."""
+    model = attach_adapters(build_tiny("glm"), {"method": "lora", "rank": 2, "target_modules": ["query_key_value:q,k,v"]})
+    model.export_peft(tmp_path / "peft")
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["query_key_value"] and config["r"] == 3 * 2

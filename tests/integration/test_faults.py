@@ -87,7 +87,7 @@ def test_killed_training_resumes_from_its_checkpoint(reference, tmp_path):
     m = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", log)
     assert m, f"the rerun did not resume (log tail):\n{log[-1500:]}"
     assert int(m.group(1)) == saved[-1] > 0 and int(m.group(2)) == STEPS
-    for rel in (f"{CKPT}/adapter_model.safetensors", f"{EVAL}/metrics.json"):
+    for rel in (f"{CKPT}/orchmoe_adapter.safetensors", f"{EVAL}/metrics.json"):
         assert (repo / rel).read_bytes() == (reference / rel).read_bytes(), f"{rel} differs from the uninterrupted run"
     print(f"killed after {time.monotonic() - started:.1f}s at step checkpoint {saved[-1]}")
 

@@ -41,7 +41,7 @@ def _eval(d: Path, score: float, base_dir: Path, ckpt: Path | None, routed: bool
 
 def _ckpt(d: Path, method: str, n: int, data_dir: Path):
     d.mkdir(parents=True)
-    save_file({"w": torch.zeros(n)}, str(d / "adapter_model.safetensors"))
+    save_file({"w": torch.zeros(n)}, str(d / "orchmoe_adapter.safetensors"))
     (d / "train_log.csv").write_text("step,epoch,loss,lm_loss\n1,0,2.0,2.0\n2,0,1.0,1.0\n")
     write_json(d / "run.json", {"seed": 0, "git": {"commit": "abc", "dirty": False},
                                 "config": {"adapter": {"method": method, "rank": 2}, "train": {"lr": 0.1}},
@@ -84,9 +84,16 @@ def test_tables_hold_the_numbers(tree):
     assert "45.00 $\\pm$ 7.07" in (out / "main.tex").read_text()
     params_md = [line for line in (out / "params.md").read_text().splitlines() if line.startswith("| tiny")]
     assert [line.split(" | ")[1] for line in params_md] == ["LoRA", "OrchMoE", "MoA"]  # same order as the main table
-    params = pd.read_csv(out / "params.csv")
-    lora = params[params.run == "lora"].iloc[0]
-    assert lora.trainable_params == 40 and lora.base_params == 1000 and lora.adapter_to_base_pct == 4.0
+    tex = (out / "main.tex").read_text()
+    assert "\\caption{Experiment t: mean $\\pm$ sd" in tex and "\\label{tab:t-main}" in tex
+    main = pd.read_csv(out / "main.csv")  # the same wide shape as main.md
+    assert list(main.columns) == [c.strip() for c in lines[0].strip("| ").split(" | ")]
+    assert main[main.Method == "LoRA"].iloc[0]["tiny RougeLsum"] == "45.00 ± 7.07"
+    params = pd.read_csv(out / "params.csv", dtype=str)
+    lora = params[params.Method == "LoRA"].iloc[0]
+    assert (lora["Trainable params"], lora["Base params"], lora["Adapter / base (%)"]) == ("40", "1,000", "4.000")
+    long = pd.read_csv(out / "metrics_long.csv")
+    assert set(long.seed) == {0, 1} and "bleu" in set(long.metric)
     assert json.loads((out / "summary.json").read_text())["s/eval"]["tiny"]["moa"]["router_accuracy"] == 75.0
     assert floor_gaps(agg)["s/eval/tiny/orchmoe"] == 40.0
 
@@ -111,7 +118,7 @@ def test_trace_walks_down_to_data_and_base(tree, monkeypatch):
     lines = trace(root / "tables", "tiny", "orchmoe", "rougeLsum", lock_file=lock)
     text = "\n".join(lines)
     assert "= 40.0" in lines[0]
-    assert f"md5={md5_file(ck / 'adapter_model.safetensors')}" in text
+    assert f"md5={md5_file(ck / 'orchmoe_adapter.safetensors')}" in text
     assert "stage train: out" in text and "md5=1234.dir" in text
     assert "source       task1_a_x md5=" + "e" * 32 in text
     assert "base model" in text and "b" * 32 in text

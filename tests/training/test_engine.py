@@ -22,11 +22,11 @@ def test_train_then_evaluate_every_method(tmp_path, suite, arch, method):
     assert main(["train", "--base", _tiny_spec(arch), "--data", str(suite), "--adapter-config", json.dumps(adapter),
                  "--train-config", json.dumps(FAST), "--seed", "1", "--out", str(out), "--work",
                  str(tmp_path / "work")]) == 0
-    assert {"adapter_model.safetensors", "adapter_config.json", "train_log.csv", "routing.json", "run.json"} <= \
+    assert {"orchmoe_adapter.safetensors", "orchmoe_adapter.json", "train_log.csv", "routing.json", "run.json"} <= \
         {p.name for p in out.iterdir()}
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 1 and run["config"]["adapter"]["method"] == method
-    assert run["outputs"]["adapter_model.safetensors"]["md5"] and run["inputs"]["data"]["md5"]
+    assert run["outputs"]["orchmoe_adapter.safetensors"]["md5"] and run["inputs"]["data"]["md5"]
     assert main(["evaluate", "--base", _tiny_spec(arch), "--checkpoint", str(out), "--data", str(suite),
                  "--out", str(ev), "--max-source-length", "96", "--max-target-length", "12"]) == 0
     metrics = json.loads((ev / "metrics.json").read_text())

@@ -62,7 +62,7 @@ def test_provenance_records_config_versions_and_md5s(tmp_path, suite):
     assert run["config"]["train"]["warmup_ratio"] == 0.06  # defaults are resolved into the record
     assert run["config"]["adapter"]["n_tasks"] == 4  # filled from the suite manifest
     assert run["inputs"]["data"]["md5"] == md5_path(suite)
-    for name in ("adapter_model.safetensors", "adapter_config.json", "train_log.csv"):
+    for name in ("orchmoe_adapter.safetensors", "orchmoe_adapter.json", "train_log.csv"):
         assert run["outputs"][name]["md5"] == md5_file(out / name)
     assert run["versions"]["torch"] == torch.__version__ and run["device"]["device"] == "cpu"
     assert "commit" in run["git"]

@@ -72,6 +72,20 @@ def test_paper_orchmoe_spends_no_gpu_on_unused_outputs(wf):
         assert "localrule: True" in block[:block.index("shell:")], rule
 
 
+def test_moa_starts_from_peft_lora_folders_given_by_path(wf, tmp_path):
+    """init_from as a list: PEFT LoRA folders (e.g. from a hub), inputs of the MoA job and passed as its skills."""
+    cfg = yaml.safe_load((wf / "config" / "ci.yaml").read_text())
+    domains = cfg["suites"][next(iter(cfg["suites"]))]["domains"]
+    folders = [tmp_path / f"hub-{d}" for d in domains]
+    for f in folders:
+        f.mkdir()
+    cfg["methods"] = {"moa": {"method": "moa", "rank": 2, "init_from": [str(f) for f in folders]}}
+    (wf / "config" / "peft-init.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake("train_all", "-n", "-p", "--cores", "1", "--configfile", "config/peft-init.yaml", cwd=wf).stdout
+    assert out.count("rule train:") == 1
+    assert "--init-skills " + " ".join(str(f) for f in folders) in out
+
+
 def test_training_declares_resources_benchmark_and_undeclared_work(wf):
     out = snakemake("results/checkpoints/paper-orchmoe/ni10/t5-xxl/orchmoe/seed13", "-n", "-p", "--cores", "2",
                     "--configfile", "config/paper-orchmoe.yaml", cwd=wf).stdout

@@ -16,6 +16,8 @@ rule tables:
         runtime=10,
     log:
         f"logs/{EXP}/report/tables.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe tables --experiment {EXP} --results results --out {params.out} > {log} 2>&1"
 

@@ -51,7 +51,9 @@ def _build_runs():
                     for target in targets:
                         run = {"suite": suite, "base": base, "name": name + suffix + target, "entry": name,
                                "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
-                        if entry.get("init_from"):
+                        if isinstance(entry.get("init_from"), list):  # PEFT LoRA folders, one per skill
+                            run["init_dirs"] = list(entry["init_from"])
+                        elif entry.get("init_from"):
                             src = config["methods"][entry["init_from"]]
                             src_domains = src.get("domains", SUITES[suite].get("domains", []))
                             run["init"] = [f"{entry['init_from']}@{d}" for d in src_domains]
@@ -65,7 +67,7 @@ RUNS = _build_runs()
 def _check_init_from():
     for name, entry in config["methods"].items():
         src = entry.get("init_from")
-        if src is not None and (src not in config["methods"] or not config["methods"][src].get("per_domain")):
+        if isinstance(src, str) and (src not in config["methods"] or not config["methods"][src].get("per_domain")):
             raise ValueError(f"config methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
         if entry.get("per_domain"):
             for suite in entry.get("suites", list(SUITES)):
@@ -216,6 +218,7 @@ def train_inputs(wildcards):
     inputs = {"data": f"{run_data(run)}/manifest.json", "base": base_target(wildcards.base)}
     # MoE-LoRA (from single LoRAs) and MoA start from the per-domain single-LoRA checkpoints of the same seed
     inputs["init"] = [ckpt(wildcards.suite, wildcards.base, r, wildcards.seed) for r in run["init"]]
+    inputs["init"] += run.get("init_dirs", [])  # PEFT LoRA folders given by path
     return inputs
 
 

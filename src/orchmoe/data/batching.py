@@ -6,6 +6,7 @@ Decoder-only, generation: the prompt only, left padded. Every batch carries prom
 tokens only), task_ids and domain_ids (-1 where unknown). Prompts longer than max_source_length lose their
 beginning (the instance input and "Output:" sit at the end); targets longer than max_target_length are cut.
 Both are counted in `collator.truncated` so the trainer can report them — never silently.
+GLM (input_format "glm"): GLM's own blank-infilling layout with 2-D position ids, in orchmoe/data/glm_format.py.
 """
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ class Collator:
     max_source_length: int = 512
     max_target_length: int = 64
     mode: str = "train"  # "train" or "generate"
+    input_format: str = "plain"  # "plain" or "glm" (glm_format.input_format(model.config))
     truncated: dict = field(default_factory=lambda: {"prompts": 0, "targets": 0})
 
     def __post_init__(self):
         if self.mode not in ("train", "generate"):
             raise ValueError(f"mode={self.mode!r}: must be 'train' or 'generate'")
+        if self.input_format not in ("plain", "glm"):
+            raise ValueError(f"input_format={self.input_format!r}: must be 'plain' or 'glm'")
         tok = self.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.eos_id = tok.eos_token_id
@@ -57,6 +61,10 @@ class Collator:
         return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows])
 
     def __call__(self, records: list[dict]) -> dict:
+        if self.input_format == "glm":
+            from . import glm_format
+
+            return glm_format.collate(self, records)
         prompts = [self._prompt(r["prompt"]) for r in records]
         batch = {
             "task_ids": torch.tensor([r.get("task_id", -1) if r.get("task_id") is not None else -1 for r in records]),
@@ -81,5 +89,6 @@ class Collator:
 
 
 def make_collator(tokenizer, is_encoder_decoder: bool, max_source_length: int = 512, max_target_length: int = 64,
-                  mode: str = "train") -> Collator:
-    return Collator(tokenizer, is_encoder_decoder, max_source_length, max_target_length, mode)
+                  mode: str = "train", input_format: str = "plain") -> Collator:
+    return Collator(tokenizer, is_encoder_decoder, max_source_length, max_target_length, mode,
+                    input_format=input_format)

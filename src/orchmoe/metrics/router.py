@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from orchmoe.adapters.routing import masked_rms_norm, mean_pool
+from orchmoe.adapters.routing import masked_rms_norm, mean_pool, sequence_mask
 
 
 def router_accuracy(predicted: list[int], gold: list[int]) -> float | None:
@@ -17,12 +17,20 @@ def router_accuracy(predicted: list[int], gold: list[int]) -> float | None:
 def pooled_features(model, batch: dict, layer: int = 0) -> torch.Tensor:
     """The MoA router's input: RMS-normalised hidden states entering transformer block `layer` (0 = the
     embeddings), mean-pooled over prompt tokens. For encoder-decoder models the encoder's states are used."""
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "output_hidden_states": True}
+    if "generation_attention_mask" in batch:  # GLM's format: context + <sop> in one pass (orchmoe.data.glm_format)
+        from orchmoe.data.glm_format import forward_inputs
+
+        kwargs = forward_inputs(batch) | {"output_hidden_states": True}
+    else:
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "output_hidden_states": True}
     if getattr(model.config, "is_encoder_decoder", False):
         hidden = model.get_encoder()(**kwargs).hidden_states[layer]
     else:
-        hidden = model(**kwargs).hidden_states[layer]
-    return mean_pool(masked_rms_norm(hidden.float()), batch["prompt_mask"].to(hidden.device)).cpu()
+        out = model(**kwargs)
+        # THUDM's remote GLM has no hidden_states output; its `mems` are the same states (block inputs, then output)
+        hidden = (out.hidden_states if getattr(out, "hidden_states", None) is not None else out.mems)[layer]
+    return mean_pool(masked_rms_norm(hidden.float()), sequence_mask(hidden, batch["prompt_mask"])).cpu()
 
 
 def classifier_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

@@ -7,9 +7,11 @@ fused `attention.query_key_value` (d -> 3d, contiguous q | k | v), `attention.de
 so that (1) `orchmoe params` counts GLM-10B / GLM-2B on the meta device from `architectures/glm-*.json`, and (2) CI
 tests every method on a tiny random-init twin of the layout (`build_tiny("glm")`), forward and generate.
 
-What it is not: GLM's blank-infilling objective and 2D position scheme ([gMASK] / sop). Here it runs as a plain
-causal LM: block positions are all 0 (GLM's value for context tokens). docs/methods.md (ambiguity table) says how
-the paper's GLM checkpoints themselves are loaded.
+Inputs: given GLM's 2-D position ids (B, 2, L) it takes what THUDM's `GLMForConditionalGeneration` takes
+(orchmoe/data/glm_format.py: position + block-position embeddings, an explicit (B, 1, L, T) attention mask,
+labels aligned with the logits, `generation_attention_mask` sliced per decoding step); that is how the collator and
+evaluation feed it. Without them it is a plain causal LM (block positions 0, labels shifted), as the layout tests
+call it. docs/methods.md (ambiguity table, row 20) says how the paper's GLM checkpoints themselves are loaded.
 """
 from __future__ import annotations
 
@@ -116,13 +118,15 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
         self.glm.word_embeddings = value
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, cache=None, use_cache=None,
-                inputs_embeds=None, **kwargs):
+                inputs_embeds=None, position_ids=None, output_hidden_states=None, **kwargs):
         stack = self.glm.transformer
         x = self.glm.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         B, L = x.shape[:2]
         if cache is None and use_cache:
             cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is not None and position_ids.dim() == 3:  # GLM's own inputs
+            return self._glm_forward(x, position_ids, attention_mask, labels, cache, past, output_hidden_states)
         mask = attention_mask if attention_mask is not None else torch.ones(B, past + L, dtype=torch.long,
                                                                             device=x.device)
         # Positions count real tokens only, so left padding does not shift them.
@@ -132,13 +136,48 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
         k_pos = torch.arange(past + L, device=x.device)[None, :]
         allowed = (k_pos <= q_pos[:, None])[None] & mask.bool()[:, None, :]  # (B, L, T)
         allowed = (allowed | (k_pos == q_pos[:, None])[None])[:, None]  # a padded query attends itself: no NaN rows
+        return self._run(x, allowed, labels, cache, output_hidden_states, shift=True)
+
+    def _glm_forward(self, x, position_ids, attention_mask, labels, cache, past, output_hidden_states):
+        """As THUDM's GLMStack: position + block-position embeddings, the mask as given (a 2-D one is a padding
+        mask, none is causal), labels not shifted (the layout already puts token i+1 under position i)."""
+        stack, (B, L) = self.glm.transformer, x.shape[:2]
+        x = x + stack.position_embeddings(position_ids[:, 0]) + stack.block_position_embeddings(position_ids[:, 1])
+        if attention_mask is None:
+            allowed = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(past)[None, None]
+        elif attention_mask.dim() == 2:
+            allowed = attention_mask.bool()[:, None, None, -(past + L):]
+        else:
+            allowed = attention_mask.bool()[..., -(past + L):]
+        return self._run(x, allowed, labels, cache, output_hidden_states, shift=False)
+
+    def _run(self, x, allowed, labels, cache, output_hidden_states, shift: bool):
+        stack, hidden = self.glm.transformer, []
         for layer in stack.layers:
+            hidden.append(x)
             x = layer(x, allowed, cache)
         logits = F.linear(stack.final_layernorm(x), self.glm.word_embeddings.weight)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+            if shift:
+                logits_, labels = logits[:, :-1], labels[:, 1:]
+            else:
+                logits_ = logits
+            loss = F.cross_entropy(logits_.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache,
+                                      hidden_states=tuple(hidden) + (x,) if output_hidden_states else None)
+
+    def prepare_inputs_for_generation(self, input_ids, cache=None, position_ids=None,
+                                      generation_attention_mask=None, **kwargs):
+        """GLM inputs: as the remote code, the step's rows of position_ids and generation_attention_mask (which
+        span the whole generation), with a KV cache where the remote code keeps `mems`."""
+        if generation_attention_mask is None:
+            return super().prepare_inputs_for_generation(input_ids, cache=cache, position_ids=position_ids, **kwargs)
+        L = input_ids.shape[1]
+        past = cache.get_seq_length() if cache is not None else 0
+        return {"input_ids": input_ids[:, past:], "position_ids": position_ids[:, :, past:L],
+                "attention_mask": generation_attention_mask[:, :, past:L, :L], "cache": cache,
+                "use_cache": kwargs.get("use_cache")}
 
 
 AutoConfig.register(GLMLayoutConfig.model_type, GLMLayoutConfig, exist_ok=True)

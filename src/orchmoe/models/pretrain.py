@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from orchmoe.data.batching import make_collator
+from orchmoe.data.glm_format import input_format
 from orchmoe.io import atomic_path, read_jsonl
+from orchmoe.progress import progress
 from orchmoe.seeding import seed_everything
 
 from .tiny import build_tiny, byte_tokenizer
@@ -25,12 +26,14 @@ def pretrain_tiny(arch: str, suite_dir, out_dir, steps: int = 300, batch_size: i
     model = build_tiny(arch, seed=seed, **model_kwargs).train()
     tokenizer = byte_tokenizer()
     records = read_jsonl(Path(suite_dir) / "train.jsonl")
-    collate = make_collator(tokenizer, model.config.is_encoder_decoder, max_source_length, max_target_length)
+    collate = make_collator(tokenizer, model.config.is_encoder_decoder, max_source_length, max_target_length,
+                            input_format=input_format(model.config))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)))
     g = torch.Generator().manual_seed(seed)
     rows, start = [], time.time()
-    for step in tqdm(range(1, steps + 1), desc=f"pretrain {arch}", disable=False, mininterval=5):
+    bar = progress(steps, f"pretrain {arch}", every=max(10, steps // 20))
+    for step in range(1, steps + 1):
         idx = torch.randint(len(records), (batch_size,), generator=g).tolist()
         batch = collate([records[i] for i in idx])
         for key in ("task_ids", "domain_ids", "prompt_mask"):
@@ -43,6 +46,9 @@ def pretrain_tiny(arch: str, suite_dir, out_dir, steps: int = 300, batch_size: i
         sched.step()
         if step % 10 == 0 or step == steps:
             rows.append({"step": step, "loss": round(loss.item(), 6), "seconds": round(time.time() - start, 2)})
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.update(1)
+    bar.close()
     out = Path(out_dir)
     with atomic_path(out) as tmp:
         model.eval().save_pretrained(tmp)

@@ -50,7 +50,7 @@ class Run:
         return self.run.split("@")[1] if "@" in self.run else None
 
     def trainable_params(self) -> int:
-        return _numel_file(self.checkpoint / "adapter_model.safetensors") if self.checkpoint else 0
+        return _numel_file(self.checkpoint / "orchmoe_adapter.safetensors") if self.checkpoint else 0
 
     def base_params(self) -> int | None:
         eval_run = json.loads((self.eval_dir / "run.json").read_text())
@@ -94,7 +94,7 @@ def long_rows(runs: list[Run], experiment: str) -> list[dict]:
     rows = []
     for r in runs:
         m = r.metrics
-        ckpt_md5 = md5_file(r.checkpoint / "adapter_model.safetensors") if r.checkpoint else ""
+        ckpt_md5 = md5_file(r.checkpoint / "orchmoe_adapter.safetensors") if r.checkpoint else ""
         trainable, base_params = r.trainable_params(), r.base_params()
         for metric, value in m["mean"].items():
             rows.append({"experiment": experiment, "suite": r.suite, "split": r.split, "base": r.base, "run": r.run,

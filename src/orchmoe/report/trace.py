@@ -59,7 +59,7 @@ def trace(table_dir, base: str, run: str, metric: str = "rougeLsum", seed: int |
         if row.checkpoint:
             ckpt = Path(row.checkpoint)
             tr = json.loads((ckpt / "run.json").read_text())
-            lines.append(f"checkpoint     {ckpt / 'adapter_model.safetensors'} md5={row.checkpoint_md5}")
+            lines.append(f"checkpoint     {ckpt / 'orchmoe_adapter.safetensors'} md5={row.checkpoint_md5}")
             dvc(ckpt)
             lines.append(f"training       seed={tr['seed']} git={tr['git']}")
             lines.append(f"  adapter      {json.dumps(tr['config']['adapter'], sort_keys=True)}")

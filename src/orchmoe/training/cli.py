@@ -106,6 +106,7 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from orchmoe.adapters.model import CONFIG_NAME
     from orchmoe.io import atomic_path, write_json, write_jsonl
     from orchmoe.models.loading import load_base
     from orchmoe.seeding import seed_everything
@@ -116,8 +117,8 @@ def _evaluate(args) -> None:
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
     if args.num_beams < 1:
         raise ConfigError(f"--num-beams {args.num_beams}: must be at least 1")
-    if checkpoint and not (Path(checkpoint) / "adapter_config.json").is_file():
-        raise ConfigError(f"{checkpoint}: not an adapter checkpoint (adapter_config.json missing)")
+    if checkpoint and not (Path(checkpoint) / CONFIG_NAME).is_file():
+        raise ConfigError(f"{checkpoint}: not an adapter checkpoint ({CONFIG_NAME} missing)")
     base, tokenizer = load_base(base_spec(args.base))
     seed_everything(args.seed)
     rows, metrics = evaluate(base, tokenizer, args.data, args.split, checkpoint, args.batch_size,

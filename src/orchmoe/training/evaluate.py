@@ -14,12 +14,14 @@ import numpy as np
 import torch
 
 from orchmoe.adapters import load_adapters, read_adapter_config
+from orchmoe.data import glm_format
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
 from orchmoe.metrics.router import classifier_predictions, pooled_features, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
+from orchmoe.progress import progress
 
 ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
 
@@ -46,8 +48,10 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     records = read_split(suite_dir, split)
     device = _device()
     is_enc_dec = bool(getattr(base_model.config, "is_encoder_decoder", False))
-    gen = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "generate")
-    score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train")
+    fmt = glm_format.input_format(base_model.config)  # GLM: its own [gMASK] / <sop> layout
+    width = max_new_tokens or max_target_length  # GLM's generation mask spans the tokens generate() may add
+    gen = make_collator(tokenizer, is_enc_dec, max_source_length, width, "generate", fmt)
+    score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train", fmt)
     base_model.to(device).eval()
     moa = checkpoint is not None and read_adapter_config(checkpoint).method == "moa"
     # the plain classifier needs the frozen base's features, taken before the adapters are injected
@@ -56,19 +60,21 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     adapters = checkpoint is not None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     rows = []
+    bar = progress(len(records), f"evaluate {split}")
     for k in range(0, len(records), batch_size):
         chunk = records[k:k + batch_size]
         batch = {key: v.to(device) for key, v in gen(chunk).items()}
         routing = {key: batch.pop(key) for key in ROUTING_KEYS}
-        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=num_beams)
-        with autocast:
+        kwargs = dict(max_new_tokens=max_new_tokens or max_target_length, do_sample=False, num_beams=num_beams,
+                      **glm_format.generate_kwargs(tokenizer, fmt))
+        with autocast, glm_format.generation(base_model, fmt):
             out = model.generate(**batch, **routing, **kwargs) if adapters else model.generate(**batch, **kwargs)
         last = _per_example(model.last_routing(), len(chunk)) if adapters else {}
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
         skills = _skill_weights(model, last) if adapters else None
-        nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec, device, autocast)
+        nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec or fmt == "glm", device, autocast)
         for i, (r, text) in enumerate(zip(chunk, texts)):
             row = {"id": r["id"], "task": r["task"], "task_id": r.get("task_id"), "domain_id": r.get("domain_id"),
                    "prediction": text.strip(), "references": r["references"],
@@ -80,6 +86,8 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
             if classifier is not None:  # per example, so MoA Table 3 can report it per domain
                 row["classifier_domain"] = int(classifier[k + i])
             rows.append(row)
+        bar.update(len(chunk))
+    bar.close()
     metrics = metrics_from_predictions(rows, xlingual_tokenizer)
     if classifier is not None:
         acc = router_accuracy([r["classifier_domain"] for r in rows],
@@ -105,14 +113,15 @@ def metrics_from_predictions(rows: list[dict], xlingual_tokenizer: str | None = 
     return metrics
 
 
-def _reference_nll(model, batch: dict, adapters: bool, is_enc_dec: bool, device: str, autocast) -> list:
-    """Per example: summed NLL of the first reference (+ eos) under teacher forcing, and its token count."""
+def _reference_nll(model, batch: dict, adapters: bool, aligned: bool, device: str, autocast) -> list:
+    """Per example: summed NLL of the first reference (+ eos) under teacher forcing, and its token count.
+    aligned: labels sit under the logits that predict them (encoder-decoder, GLM); else shifted by one."""
     batch = {k: v.to(device) for k, v in batch.items()}
     routing = {k: batch.pop(k) for k in ROUTING_KEYS}
     labels = batch["labels"]
     with autocast:
         logits = (model(**batch, **routing) if adapters else model(**batch)).logits
-    return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not is_enc_dec) for i in range(labels.shape[0])]
+    return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not aligned) for i in range(labels.shape[0])]
 
 
 def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device):

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from orchmoe.adapters import AdapterConfig, attach_adapters
 from orchmoe.data.batching import make_collator
+from orchmoe.data.glm_format import input_format
 from orchmoe.errors import ConfigError, TrainingError
 from orchmoe.io import atomic_path, md5_file, read_jsonl
+from orchmoe.progress import progress
 from orchmoe.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     if not records:
         raise ConfigError(f"{suite_dir}/train.jsonl: no training examples")
     collate = make_collator(tokenizer, model.is_encoder_decoder, train_cfg.max_source_length,
-                            train_cfg.max_target_length, "train")
+                            train_cfg.max_target_length, "train", input_format(base_model.config))
     micro_per_epoch = math.ceil(len(records) / train_cfg.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / train_cfg.grad_accum)
     # max_steps, when set, replaces epochs: that many optimiser steps, wrapping over reshuffled epochs
@@ -171,7 +172,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
     start = time.time()
-    bar = tqdm(total=total, initial=step, desc=f"train {adapter_cfg.method}", disable=False, mininterval=5)
+    bar = progress(total, f"train {adapter_cfg.method}", initial=step, every=train_cfg.log_every)
     running = None
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
@@ -200,7 +201,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         total_loss = parts["lm_loss"] + sum(v for k, v in parts.items() if k != "lm_loss")
         running = total_loss if running is None else 0.9 * running + 0.1 * total_loss
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         if step % train_cfg.log_every == 0 or step == total:
             log_rows.append({"step": step, "epoch": epoch, "loss": round(total_loss, 6),
                              **{k: round(v, 6) for k, v in parts.items()}, "lr": scheduler.get_last_lr()[0],
