@@ -35,6 +35,8 @@ rule params_table:
         runtime=10,
     log:
         f"logs/{EXP}/report/params.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe params --config {input} --out {output} > {log} 2>&1"
 
@@ -57,6 +59,8 @@ rule paper_tables:
         runtime=10,
     log:
         f"logs/{EXP}/report/paper_tables.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe paper-tables --experiment {EXP} --results results --spec {params.spec} --params {input.params}"
         " --out {params.out} > {log} 2>&1"

@@ -66,5 +66,7 @@ rule fetch_base:
         runtime=240,
     log:
         f"logs/{EXP}/models/fetch_{{base}}.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe fetch-base --spec {params.spec} --out {output} > {log} 2>&1"

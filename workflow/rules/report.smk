@@ -54,6 +54,8 @@ rule paper_figures:
         runtime=10,
     log:
         f"logs/{EXP}/report/paper_figures.log",
+    conda:
+        "../envs/orchmoe.yaml"
     shell:
         "orchmoe paper-figures --experiment {EXP} --results results --data data/processed/{EXP} --spec {params.spec}"
         " --out {params.out} > {log} 2>&1"
