@@ -44,7 +44,8 @@ def test_every_paper_table_and_figure_holds_numbers(repro):
         md = (tables / f"paper/{table}.md").read_text()
         assert spec["caption"] in md
         if spec["layout"] != "params":
-            rows = pd.read_csv(tables / f"paper/{table}.csv")
+            rows = pd.read_csv(tables / "paper/long.csv")
+            rows = rows[rows.table == table]
             value = next(c for c in ("mean", "router_accuracy") if c in rows.columns)
             assert rows[value].notna().any(), (table, rows.head())
     for fig in cfg["report"].get("figures", {}):
@@ -59,10 +60,12 @@ def test_orchmoe_tables_have_every_cell(repro):
         pytest.skip("OrchMoE layout")
     t = repo / f"results/tables/{name}/paper"
     for table in ("table1", "table2", "table3"):
-        rows = pd.read_csv(t / f"{table}.csv")
+        rows = pd.read_csv(t / "long.csv")
+        rows = rows[rows.table == table]
         assert rows["mean"].notna().all() and (rows.n_seeds == len(cfg["seeds"])).all(), table
         assert set(rows.metric) == {"rouge1", "rougeL", "rougeLsum"}
-    t4 = pd.read_csv(t / "table4.csv")
+    t4 = pd.read_csv(t / "long.csv")
+    t4 = t4[t4.table == "table4"]
     n_tasks = cfg["suites"]["ni100"]["n_tasks"]  # T = number of tasks: the `orchmoe` run itself
     assert list(dict.fromkeys(t4.n_abstract_tasks)) == sorted({n_tasks, 80, 60, 40, 20}, reverse=True)
     assert set(t4.split) == {"eval", "unseen"} and t4["mean"].notna().all()
@@ -75,9 +78,10 @@ def test_moa_tables_per_domain(repro):
         pytest.skip("MoA layout")
     t = repo / f"results/tables/{name}/paper"
     domains = cfg["suites"]["moa8"]["domains"]
-    t2 = pd.read_csv(t / "table2.csv")
+    long = pd.read_csv(t / "long.csv")
+    t2 = long[long.table == "table2"]
     assert list(dict.fromkeys(t2.domain)) == domains + ["Average"] and t2["mean"].notna().all()
-    t3 = pd.read_csv(t / "table3.csv")
+    t3 = long[long.table == "table3"]
     assert t3.router_accuracy.between(0, 100).all() and t3.classifier_accuracy.between(0, 100).all()
 
 

@@ -21,6 +21,11 @@ from orchmoe.report.paper_tables import build_paper_tables
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _long(root, table):
+    df = pd.read_csv(root / "tables/long.csv")
+    return df[df.table == table].dropna(axis=1, how="all").reset_index(drop=True)
+
+
 def _runs(cfg):
     """(suite, base, run, entry, adapter, splits) of the config, named as workflow/rules/common.smk names them."""
     for entry, spec in cfg["methods"].items():
@@ -50,7 +55,7 @@ def _write(root, exp, suite, base, run, seed, split, adapter, rows, mean, n_para
     ck = root / f"results/checkpoints/{exp}/{suite}/{base}/{run}/seed{seed}"
     if not ck.is_dir():
         ck.mkdir(parents=True)
-        save_file({"w": torch.zeros(n_params, dtype=torch.int8)}, str(ck / "adapter_model.safetensors"))
+        save_file({"w": torch.zeros(n_params, dtype=torch.int8)}, str(ck / "orchmoe_adapter.safetensors"))
         write_json(ck / "run.json", {"config": {"adapter": adapter}})
     d = root / f"results/eval/{exp}/{suite}/{base}/{run}/seed{seed}/{split}"
     d.mkdir(parents=True)
@@ -94,7 +99,7 @@ def orchmoe(tmp_path_factory):
 
 def test_orchmoe_tables_1_to_3_layout(orchmoe):
     root, cfg = orchmoe
-    t1 = pd.read_csv(root / "tables/table1.csv")
+    t1 = _long(root, "table1")
     cell = t1[(t1.base == "glm-10b") & (t1.run == "poly") & (t1.suite == "ni100") & (t1.metric == "rougeL")].iloc[0]
     assert cell["mean"] == pytest.approx(np.mean([_score("poly", s, "eval") for s in cfg["seeds"]]))
     assert cell.n_seeds == 3
@@ -104,16 +109,16 @@ def test_orchmoe_tables_1_to_3_layout(orchmoe):
         assert col in header
     body = [line.split(" | ")[1].strip() for line in md[4:]]
     assert body == ["LoRA", "MoE-LoRA", "Poly", "MHR", "OrchMoE"] * 2
-    t2 = pd.read_csv(root / "tables/table2.csv")
+    t2 = _long(root, "table2")
     assert set(t2.split) == {"unseen"} and t2["mean"].notna().all()
-    t3 = pd.read_csv(root / "tables/table3.csv")
+    t3 = _long(root, "table3")
     assert set(t3.base) == {"glm-2b", "glm-10b"} and set(t3.run) == {f"{m}_e10" for m in
                                                                    ("lora", "moe_lora", "poly", "mhr", "orchmoe")}
 
 
 def test_orchmoe_table4_rows_in_numeric_order_with_ratio(orchmoe):
     root, _ = orchmoe
-    t4 = pd.read_csv(root / "tables/table4.csv")
+    t4 = _long(root, "table4")
     assert list(dict.fromkeys(t4.n_abstract_tasks)) == [100, 80, 60, 40, 20]  # T = 100 is the orchmoe run
     assert t4[t4.n_abstract_tasks == 100].run.iloc[0] == "orchmoe"
     assert set(t4.split) == {"eval", "unseen"} and t4["mean"].notna().all()
@@ -169,17 +174,17 @@ def moa(tmp_path_factory):
 
 def test_moa_tables(moa):
     root, domains = moa
-    t2 = pd.read_csv(root / "tables/table2.csv")
+    t2 = _long(root, "table2")
     assert list(dict.fromkeys(t2.domain)) == domains + ["Average"]
     ppl = t2[(t2.run == "single") & (t2.metric == "perplexity")].set_index("domain")["mean"]
     # per-token NLL (2 + i) / 2 tokens: each domain's own single LoRA (the diagonal), the mean over domains
     assert ppl["finance"] == pytest.approx(np.exp(1.0), rel=1e-3) and ppl["medicine"] == pytest.approx(np.exp(1.5), rel=1e-3)
     assert ppl["Average"] == pytest.approx(np.mean([np.exp((2.0 + i) / 2) for i in range(8)]), rel=1e-3)
-    t3 = pd.read_csv(root / "tables/table3.csv").set_index("domain")
+    t3 = _long(root, "table3").set_index("domain")
     assert t3.loc["finance", "classifier_accuracy"] == 100.0 and t3.loc["finance", "test_size"] == 3
     assert 0 < t3.loc["Average", "router_accuracy"] < 100
     assert "| trainable parameters | 64 | 64 | 64*8+8 |" in (root / "tables/table4.md").read_text()
     t7 = (root / "tables/table7.md").read_text()
     assert "| MoE-LoRA (naive) |" in t7 and t7.index("| MoE-LoRA |") < t7.index("| MoE-LoRA (naive) |")
-    t8 = pd.read_csv(root / "tables/table8.csv")
+    t8 = _long(root, "table8")
     assert set(t8.run) == {"single", "moe_lora", "moa"} and set(t8.metric) == {"perplexity"}

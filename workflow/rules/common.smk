@@ -180,6 +180,7 @@ FIGURES += [f"{FIGURE_DIR}/task_clustering.csv", f"{FIGURE_DIR}/task_clustering.
 # The papers' own layouts (config `report:`), built by `orchmoe paper-tables` / `paper-figures`.
 REPORT = config.get("report", {})
 PAPER_TABLES = [f"{TABLE_DIR}/paper/{t}.{ext}" for t in REPORT.get("tables", {}) for ext in ("csv", "md", "tex")]
+PAPER_TABLES += [f"{TABLE_DIR}/paper/long.csv"] if REPORT.get("tables") else []  # one row per number
 PAPER_FIGURES = [f"{FIGURE_DIR}/paper/{f}.{ext}" for f in REPORT.get("figures", {}) for ext in ("png", "pdf")]
 PAPER_FIGURES += [f"{FIGURE_DIR}/paper/{f}.csv" for f in REPORT.get("figures", {})]
 # Parameter counts of every run from the architectures alone (`orchmoe params`), the paper's values beside.
