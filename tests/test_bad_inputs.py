@@ -19,6 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
+from orchmoe.adapters.config import METHODS
 from orchmoe.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,38 @@ def nan_base(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A valid LoRA checkpoint on the tiny T5 (TINY below): orchmoe_adapter.json + orchmoe_adapter.safetensors."""
+    from orchmoe.adapters import AdapterConfig, attach_adapters
+    from orchmoe.models.tiny import build_tiny
+
+    out = tmp_path_factory.mktemp("ckpt") / "lora"
+    cfg = AdapterConfig.from_dict({"method": "lora", "rank": 2, "target_modules": ["q", "v"]})
+    attach_adapters(build_tiny("t5"), cfg).save_adapters(out)
+    return out
+
+
+def copy_suite(tmp: Path, suite: Path, **files: bytes) -> None:
+    """tmp/badsuite: a copy of the valid suite with some files replaced by the given bytes."""
+    shutil.copytree(suite, tmp / "badsuite")
+    for name, data in files.items():
+        (tmp / "badsuite" / name.replace("_", ".")).write_bytes(data)
+
+
+def copy_checkout_files(tmp: Path, ckpt: Path, **files) -> None:
+    """tmp/badckpt: a copy of the valid checkpoint with some files replaced (bytes, or a function of the old bytes)."""
+    shutil.copytree(ckpt, tmp / "badckpt")
+    for name, data in files.items():
+        f = tmp / "badckpt" / name.replace("__", ".")
+        f.write_bytes(data(f.read_bytes()) if callable(data) else data)
+
+
+def eval_argv(base=None, checkpoint="{tmp}/badckpt"):
+    return lambda tmp, ctx: ["evaluate", "--base", base or TINY, "--checkpoint", fill(checkpoint, ctx),
+                             "--data", str(ctx["suite"]), "--out", str(tmp / "out")]
+
+
 TINY = '{"source": "tiny", "arch": "t5"}'
 LORA = '{"method": "lora", "rank": 2, "target_modules": ["q", "v"]}'
 TRAIN = '{"max_steps": 2, "batch_size": 2, "lr": 0.001}'
@@ -78,6 +111,7 @@ class Case:
     message: str                                # regex the one-line error must match ({tmp} is substituted)
     out: str = "out"                            # what must not exist afterwards, relative to tmp
     setup: Callable[[Path], None] = field(default=lambda tmp: None)
+    setup_ctx: Callable[[Path, dict], None] = field(default=lambda tmp, ctx: None)  # setups that need fixtures
 
 
 def fill(text: str, ctx: dict) -> str:
@@ -87,7 +121,7 @@ def fill(text: str, ctx: dict) -> str:
 
 
 def train_argv(adapter=LORA, train=TRAIN, base=TINY, data=None):
-    return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", data or str(ctx["suite"]),
+    return lambda tmp, ctx: ["train", "--base", fill(base, ctx), "--data", fill(data, ctx) if data else str(ctx["suite"]),
                              "--adapter-config", adapter, "--train-config", train, "--out", str(tmp / "out"),
                              "--work", str(tmp / "work")]
 
@@ -207,6 +241,22 @@ CASES = [
          lambda tmp, ctx: ["evaluate", "--base", TINY, "--checkpoint", str(tmp), "--data", str(ctx["suite"]),
                            "--out", str(tmp / "out")],
          r"{tmp}: not an adapter checkpoint \(orchmoe_adapter\.json missing\)"),
+    Case("suite-jsonl-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl:2: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "a"}\n{"id": "b", oops\n')),
+    Case("suite-jsonl-not-utf8", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/train\.jsonl: not UTF-8 text",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], train_jsonl=b'{"id": "caf\xe9"}\n')),
+    Case("suite-manifest-malformed", train_argv(data="{tmp}/badsuite"), r"{tmp}/badsuite/manifest\.json: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_suite(tmp, ctx["suite"], manifest_json=b'{"tasks": [')),
+    Case("adapter-config-malformed", eval_argv(), r"{tmp}/badckpt/orchmoe_adapter\.json: not valid JSON",
+         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"], orchmoe_adapter__json=b'{"orchmoe_adapter": {')),
+    Case("adapter-weights-truncated", eval_argv(),
+         r"{tmp}/badckpt/orchmoe_adapter\.safetensors: not a readable safetensors file",
+         setup_ctx=lambda tmp, ctx: copy_checkout_files(tmp, ctx["checkpoint"],
+                                                        orchmoe_adapter__safetensors=lambda b: b[: len(b) // 2])),
+    Case("adapter-base-shape-mismatch", eval_argv(base='{"source": "tiny", "arch": "t5", "d_model": 48}',
+                                                  checkpoint="{checkpoint}"),
+         r"orchmoe_adapter\.safetensors: adapter weights do not fit this base model "
+         r"\(\S+: checkpoint \(1, 2, 64\), base expects \(1, 2, 48\)\)"),
     Case("read-only-output-folder",
          lambda tmp, ctx: ["superni-sample", "--tasks-dir", str(tmp / "tasks"), "--out", str(tmp / "ro" / "suite"),
                            "--n-tasks", "all", "--n-train", "4", "--n-eval", "2", "--n-unseen", "0"],
@@ -220,11 +270,12 @@ def listing(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, capsys, monkeypatch):
+def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, checkpoint, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ctx = {"suite": suite, "nan_base": nan_base, "checkpoint": checkpoint, "tmp": tmp_path}
     case.setup(tmp_path)
+    case.setup_ctx(tmp_path, ctx)
     before = listing(tmp_path)
-    ctx = {"suite": suite, "nan_base": nan_base, "tmp": tmp_path}
     try:
         code = main(case.argv(tmp_path, ctx))
     finally:
@@ -266,14 +317,40 @@ def _break(cfg: dict, how: str) -> dict:
     elif how == "unknown-domain-source":
         suites = cfg["suites"] if "suites" in cfg else {"suite": cfg["suite"]}
         next(iter(suites.values()))["source"] = "superduper"
+    elif how == "method-unknown-base":
+        cfg["methods"]["lora"]["bases"] = ["tiny-t6"]
+    elif how == "method-unknown-suite":
+        cfg["methods"]["lora"]["suites"] = ["bultin"]
+    elif how == "init-from-typo":
+        next(e for e in cfg["methods"].values() if e.get("init_from"))["init_from"] = "lora_domian"
+    elif how == "superni-tasks-dir-missing":
+        cfg["suites"]["sn"] = {"source": "superni", "tasks_dir": "../nowhere/tasks", "n_train": 2, "n_eval": 1}
+    elif how == "figures-unknown-suite":
+        cfg["figures"] = {"suite": "bultin"}
+    elif how == "method-train-override-typo":
+        cfg["methods"]["lora"]["train"] = {"max_step": 3}
+    elif how == "sweep-key-typo":
+        cfg["methods"]["lora"]["sweep"] = {"rnak": [2, 4]}
+    elif how == "sweep-value-wrong-type":
+        cfg["methods"]["lora"]["sweep"] = {"rank": ["two"]}
     return cfg
 
 
 WORKFLOW_CASES = [
     ("typo", r"seeds_typo"),
     ("wrong-type", r"'zero' is not of type 'array'"),
-    ("unknown-method", r"'lorax' is not one of \['lora', 'moe_lora', 'poly', 'mhr', 'orchmoe', 'moa'\]"),
+    ("unknown-method", re.escape(f"'lorax' is not one of {list(METHODS)}")),
     ("unknown-domain-source", r"'superduper' is not one of"),
+    # cross-references, checked before the run table is built (common.smk check_references)
+    ("method-unknown-base", r"methods\.lora\.bases: unknown base 'tiny-t6'"),
+    ("method-unknown-suite", r"methods\.lora\.suites: unknown suite 'bultin'"),
+    ("init-from-typo", r"methods\.\w+\.init_from: 'lora_domian' is not a method entry with per_domain: true"),
+    ("figures-unknown-suite", r"figures\.suite: unknown suite 'bultin'"),
+    ("superni-tasks-dir-missing", r"suites\.sn\.tasks_dir: '\.\./nowhere/tasks' is not a folder"),
+    # caught at dry-run time, not hours later inside the training job
+    ("method-train-override-typo", r"methods\.lora\.train: Additional properties are not allowed \('max_step'"),
+    ("sweep-key-typo", r"methods\.lora\.sweep: 'rnak' is not an adapter field"),
+    ("sweep-value-wrong-type", r"methods\.lora\.sweep\.rank: 'two' is not of type 'integer'"),
 ]
 
 
@@ -286,8 +363,12 @@ def test_workflow_config_bad_input(how, message, checkout, tmp_path):
     proc = subprocess.run([str(BIN / "snakemake"), "--dry-run", "--configfile", str(bad), "--cores", "1"],
                           cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert re.search(message, out), out[-2000:]
+    assert proc.returncode == 2, out[-2000:]
+    # one line naming the config file and the key; no traceback, no schema dump
+    errors = [line for line in out.splitlines() if line.startswith("config error: ")]
+    assert len(errors) == 1 and "Traceback" not in out and "Failed validating" not in out, out[-2000:]
+    assert errors[0].startswith(f"config error: {os.path.relpath(bad, checkout)}: "), errors[0]
+    assert re.search(message, errors[0]), out[-2000:]
     assert not list((checkout / "results").glob("*/*")) if (checkout / "results").exists() else True
     assert not (checkout / "data" / "processed").exists()
 

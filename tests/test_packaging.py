@@ -38,8 +38,11 @@ def test_environment_matches_pyproject():
 
 
 def test_python_floor():
+    """snakemake 9 and transformers 5 need Python 3.11; pip and conda must say the same."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["requires-python"] == ">=3.10"
+    assert project["requires-python"] == ">=3.11"
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert "python>=3.11" in [str(d).replace(" ", "") for d in env["dependencies"]]
 
 
 def test_workflow_env_pins_the_runtime_dependencies_like_pyproject():

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from orchmoe.errors import ConfigError, DataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -40,12 +42,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
@@ -54,9 +50,32 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; DataError naming the file (and the byte) when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; DataError naming the file and line when it is not UTF-8 or not JSON."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """One JSON value per line; DataError naming the file and line of the first malformed one."""
+    rows = []
+    for i, line in enumerate(read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    return rows
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -76,3 +95,23 @@ def md5_path(path: str | os.PathLike) -> str:
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
         h.update(f"{p.relative_to(path).as_posix()}\0{md5_file(p)}\n".encode())
     return h.hexdigest()
+
+
+def json_or_file(value: str) -> dict:
+    """A JSON object given inline or as a path to a .json / .yaml file."""
+    path = Path(value)
+    if not value.lstrip().startswith("{") and path.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(read_text(path))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    else:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{value!r}: neither a file nor a JSON object ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{value!r}: must be a JSON/YAML object")
+    return data

@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch
 
 from orchmoe.adapters import attach_adapters
+from orchmoe.adapters.config import METHODS as ALL_METHODS
 from orchmoe.models.tiny import build_tiny
 
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"],
            "glm": ["query_key_value:q,k,v"],  # glm: the GLM layout's fused projection as three LoRAs
            "baichuan": ["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"]}  # MoA's base: every linear
-METHODS = ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"]
+METHODS = list(ALL_METHODS)  # the registry (orchmoe.adapters.config.METHODS): a new method is tested everywhere
 
 
 def method_config(method: str, arch: str, **overrides) -> dict:

@@ -105,7 +105,10 @@ def test_orchmoe_task_router_is_eq5_pooled_over_prompt_tokens():
         xb = x[b, mask[b].bool()]
         x_hat = torch.softmax(xb @ xb.T / 8.0, -1) @ xb + xb
         expected.append(torch.softmax(router.task_router(x_hat.mean(0)), -1))
-    torch.testing.assert_close(router.task_weights(hidden, mask), torch.stack(expected), rtol=1e-5, atol=1e-6)
+    # the production path (model.py: features, then route_features, which records the task weights)
+    router.route_features(router.features(hidden, mask))
+    got = router.ctx.readout[router.name]["task_weights"]
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_orchmoe_router_reads_prompt_tokens_only_in_decoder_only_training():

@@ -8,7 +8,7 @@ from orchmoe.adapters import count_parameters, load_adapters
 from orchmoe.models.architectures import load_architecture
 from orchmoe.models.tiny import build_tiny, tiny_config
 
-from .helpers import adapted, inputs, randomise_B, routing
+from .helpers import METHODS, adapted, inputs, randomise_B, routing
 
 peft = pytest.importorskip("peft")
 
@@ -72,7 +72,7 @@ def _lin(d_in, d_out, r, S):
     return S * r * (d_in + d_out)
 
 
-@pytest.mark.parametrize("method", ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"])
+@pytest.mark.parametrize("method", METHODS)
 def test_parameter_counts_equal_hand_formulas(method):
     d, L, heads, T = 64, 2, 4, 3  # tiny llama: q, k, v all 64 -> 64, 2 blocks
     cfg = {"method": method, "target_modules": ["q_proj", "k_proj", "v_proj"], "rank": 4, "n_tasks": T}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import adapted
+from .helpers import METHODS, adapted
 
 N_TASKS = 3
 
@@ -47,7 +47,7 @@ def train(model, steps=150, lr=1e-2, seed=0):
     return losses
 
 
-@pytest.mark.parametrize("method", ["lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_fits_a_toy_multitask_problem(method):
     model = adapted("llama", method, rank=4, alpha=8.0, n_skills=None if method == "lora" else N_TASKS,
                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"],

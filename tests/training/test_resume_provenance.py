@@ -50,9 +50,10 @@ def test_a_checkpoint_of_another_run_is_never_resumed(tmp_path, suite):
     assert all(torch.equal(a[k], b[k]) for k in a)  # seed 1 started from step 0, not from seed 0's step 2
 
 
-def test_provenance_records_config_versions_and_md5s(tmp_path, suite):
+def test_provenance_records_config_versions_and_md5s(tmp_path, suite, monkeypatch):
     from orchmoe.io import md5_file, md5_path
 
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # as inside a SLURM job
     out, ev = tmp_path / "ckpt", tmp_path / "eval"
     adapter = json.dumps({"method": "orchmoe", "target_modules": TARGETS["llama"], "rank": 2})
     assert main(["train", "--base", _tiny_spec("llama"), "--data", str(suite), "--adapter-config", adapter,
@@ -66,12 +67,17 @@ def test_provenance_records_config_versions_and_md5s(tmp_path, suite):
         assert run["outputs"][name]["md5"] == md5_file(out / name)
     assert run["versions"]["torch"] == torch.__version__ and run["device"]["device"] == "cpu"
     assert "commit" in run["git"]
+    assert run["slurm_job_id"] == "4242"
     assert main(["evaluate", "--base", _tiny_spec("llama"), "--checkpoint", str(out), "--data", str(suite),
                  "--out", str(ev), "--max-source-length", "96", "--max-target-length", "12"]) == 0
     erun = json.loads((ev / "run.json").read_text())
     assert erun["inputs"]["checkpoint"]["md5"] == md5_path(out)
     assert erun["outputs"]["metrics.json"]["md5"] == md5_file(ev / "metrics.json")
     assert erun["config"]["split"] == "eval"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert main(["evaluate", "--base", _tiny_spec("llama"), "--checkpoint", "none", "--data", str(suite),
+                 "--out", str(tmp_path / "ev0"), "--max-source-length", "96", "--max-target-length", "12"]) == 0
+    assert json.loads((tmp_path / "ev0" / "run.json").read_text())["slurm_job_id"] is None
     rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
     assert metrics_from_predictions(rows) == json.loads((ev / "metrics.json").read_text())
 

@@ -14,7 +14,9 @@ from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 # tasks, the Table 2 runs (ni100, 1 epoch, T5-XXL and GLM-10B) and Table 4's on the unseen ones too: 59 x 3 + 14 x 3,
 # plus the no-adapter base per suite x base x split used (8) = 227 evaluations.
 EXPECTED = {
-    "demo": {"train": 24, "evaluate": 26, "pretrain_base": 2, "domain_suite": 6, "total": 64},
+    # demo: (2 bases x (6 runs + 6 per-domain LoRAs)) x 1 seed; eval split for all + the no-adapter base, held-out
+    # compositions (unseen) for all but the per-domain LoRAs: 24 + 2 + 12 + 2 = 40 evaluations
+    "demo": {"train": 24, "evaluate": 40, "pretrain_base": 2, "domain_suite": 6, "total": 78},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
     "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
     "paper-orchmoe": {"train": 177, "evaluate": 227, "sample_suite": 2, "fetch_base": 3, "superni_download": 1,
@@ -22,6 +24,8 @@ EXPECTED = {
     "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "fetch_base": 1, "paper_tables": 1, "total": 88},
     "paper-orchmoe-mini": {"train": 59, "evaluate": 81, "sample_suite": 2, "paper_tables": 1, "paper_figures": 1},
     "paper-moa-mini": {"train": 12, "evaluate": 13, "domain_suite": 8, "paper_tables": 1},
+    "study": {"train": 36, "evaluate": 56, "pretrain_base": 1, "domain_suite": 6, "total": 105},
+    "ablation": {"train": 12, "evaluate": 13, "pretrain_base": 1, "total": 32},
 }
 
 

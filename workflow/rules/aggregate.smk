@@ -7,9 +7,12 @@ rule tables:
         evals=EVALS,
         checkpoints=CHECKPOINTS,
     output:
-        [report(t, category="Tables", labels={"table": Path(t).name}) if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
+        [report(t, caption="../report/captions/table.rst", category="Tables", labels={"table": Path(t).name})
+         if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
     params:
-        out=TABLE_DIR,
+        out=lambda w, output: os.path.dirname(output[0]),
+        experiment=EXP,
+        code=code("tables"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -19,7 +22,7 @@ rule tables:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe tables --experiment {EXP} --results results --out {params.out} > {log} 2>&1"
+        "orchmoe tables --experiment {params.experiment} --results results --out {params.out} > {log} 2>&1"
 
 
 rule params_table:
@@ -29,6 +32,8 @@ rule params_table:
         CONFIG_FILE,
     output:
         PARAMS_CSV or "NO_REPORT",
+    params:
+        code=code("params"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -53,6 +58,8 @@ rule paper_tables:
     params:
         spec=shlex.quote(json.dumps(REPORT.get("tables", {}))),  # key order = row order
         out=f"{TABLE_DIR}/paper",
+        experiment=EXP,
+        code=code("paper-tables"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -62,5 +69,5 @@ rule paper_tables:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe paper-tables --experiment {EXP} --results results --spec {params.spec} --params {input.params}"
+        "orchmoe paper-tables --experiment {params.experiment} --results results --spec {params.spec} --params {input.params}"
         " --out {params.out} > {log} 2>&1"

@@ -1,15 +1,49 @@
 # Config validation and the run table, derived once from the config and used by every rule.
 # Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
+import importlib.util
 import itertools
 import json
 import os
 import re
 import shlex
+import sys
 
+import jsonschema
+import yaml as _yaml
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
+
+
+def _package_module(name):
+    """orchmoe.<name> from this checkout's src/, loaded by path (stdlib-only modules: lineage, paths), so the
+    Snakefile needs neither the installed package nor torch."""
+    spec = importlib.util.spec_from_file_location(f"_orchmoe_{name}", REPO_DIR / "src" / "orchmoe" / f"{name}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+paths = _package_module("paths")  # the output path grammar (results/<kind>/<exp>/<suite>/<base>/<run>/seed<N>)
+
+
+def config_error(message):
+    """A config mistake: one line naming the config file and key, exit 2, before any job (or dvc.yaml) is planned."""
+    where = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
+    print(f"config error: {where}: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as e:  # Snakemake prints the whole schema; say which key and why, in one line
+    cause = e.__context__  # the jsonschema error Snakemake wrapped
+    if not isinstance(cause, jsonschema.ValidationError):
+        raise
+    config_error(f"{'.'.join(map(str, cause.absolute_path)) or '(top level)'}: {cause.message}")
 
 EXP = config["experiment"]
 # The config file this run was started with (repository-relative): DVC params and `orchmoe params` read it.
@@ -29,7 +63,7 @@ def _sweep_points(entry):
     points = []
     for values in itertools.product(*(sweep[k] for k in keys)):
         point = dict(zip(keys, values))
-        points.append((point, "".join(f"-{k}{v}" for k, v in point.items())))
+        points.append((point, paths.run_name("", point)))
     return points or [({}, "")]
 
 
@@ -49,7 +83,8 @@ def _build_runs():
                     domains = entry.get("domains", SUITES[suite].get("domains", []))
                     targets = [f"@{d}" for d in domains] if entry.get("per_domain") else [""]
                     for target in targets:
-                        run = {"suite": suite, "base": base, "name": name + suffix + target, "entry": name,
+                        run = {"suite": suite, "base": base, "entry": name,
+                               "name": paths.run_name(name, point, target[1:] or None),
                                "adapter": adapter, "train": train, "domain": target[1:] or None, "init": []}
                         if isinstance(entry.get("init_from"), list):  # PEFT LoRA folders, one per skill
                             run["init_dirs"] = list(entry["init_from"])
@@ -61,25 +96,63 @@ def _build_runs():
     return runs
 
 
-RUNS = _build_runs()
-
-
-def _check_init_from():
-    for name, entry in config["methods"].items():
-        src = entry.get("init_from")
-        if isinstance(src, str) and (src not in config["methods"] or not config["methods"][src].get("per_domain")):
-            raise ValueError(f"config methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
-        if entry.get("per_domain"):
-            for suite in entry.get("suites", list(SUITES)):
-                if not entry.get("domains", SUITES[suite].get("domains")):
-                    raise ValueError(f"config methods.{name}.per_domain: suite {suite!r} lists no 'domains'")
+def check_references():
+    """Cross-references the schema cannot express, checked before the run table is built from them."""
+    methods = config["methods"]
+    entry_schema = _yaml.safe_load((Path(workflow.current_basedir) / "../schemas/config.schema.yaml").read_text())
+    entry_schema = entry_schema["properties"]["methods"]["additionalProperties"]
+    fields = set(entry_schema["properties"]) - set(WORKFLOW_KEYS)  # what a sweep may vary: AdapterConfig fields
+    for name, s in SUITES.items():  # a clone not placed beside ../shared: say which key to set
+        tasks = s.get("tasks_dir")
+        if s["source"] == "superni" and tasks != "data/raw/superni/tasks" and not os.path.isdir(tasks):
+            config_error(f"suites.{name}.tasks_dir: {tasks!r} is not a folder (set it to a folder of Super-NI "
+                         "task*.json files; `snakemake data/raw/superni/tasks` downloads them there)")
+    for name, entry in methods.items():
         for key in ("suites", "bases"):
             for v in entry.get(key, []):
                 if v not in config[key]:
-                    raise ValueError(f"config methods.{name}.{key}: unknown {key[:-1]} {v!r}")
+                    config_error(f"methods.{name}.{key}: unknown {key[:-1]} {v!r} (known: {', '.join(config[key])})")
+        src = entry.get("init_from")
+        if isinstance(src, str) and (src not in methods or not methods[src].get("per_domain")):  # a list: PEFT folders
+            config_error(f"methods.{name}.init_from: {src!r} is not a method entry with per_domain: true")
+        if entry.get("per_domain"):
+            for suite in entry.get("suites", list(SUITES)):
+                if not entry.get("domains", SUITES[suite].get("domains")):
+                    config_error(f"methods.{name}.per_domain: suite {suite!r} lists no 'domains'")
+        for key, values in (entry.get("sweep") or {}).items():
+            if key not in fields:
+                config_error(f"methods.{name}.sweep: {key!r} is not an adapter field (one of: {', '.join(sorted(fields))})")
+            for v in values:  # each sweep point must be a valid entry value
+                try:
+                    jsonschema.validate(v, entry_schema["properties"][key])
+                except jsonschema.ValidationError as e:
+                    config_error(f"methods.{name}.sweep.{key}: {e.message}")
+    suite = config.get("figures", {}).get("suite")
+    if suite is not None and suite not in SUITES:
+        config_error(f"figures.suite: unknown suite {suite!r} (known: {', '.join(SUITES)})")
 
 
-_check_init_from()
+check_references()
+RUNS = _build_runs()
+
+
+# Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
+# graph by src/orchmoe/lineage.py, loaded by path from this checkout: the code DVC hashes). Snakemake's params
+# trigger reruns a job when it changes; dvc.smk lists the same files as the stage's deps, so the two tools agree.
+lineage = _package_module("lineage")
+CODE_FILES = {}  # fingerprint -> the files behind it (relative to the repository), for dvc.smk
+
+
+def code(*commands, scripts=()):
+    """Fingerprint of `orchmoe <command>`s (and glue scripts): a rule's `code` param."""
+    files = set()
+    for command in commands:
+        files.update(lineage.command_files(command, REPO_DIR / "src"))
+    for script in scripts:
+        files.update(lineage.script_files(REPO_DIR / script, REPO_DIR / "src"))
+    md5 = lineage.fingerprint(files, REPO_DIR)
+    CODE_FILES[md5] = sorted(os.path.relpath(f) for f in files)
+    return md5
 
 
 def suite_dir(suite):
@@ -145,11 +218,11 @@ def base_target(base):
 
 
 def ckpt(suite, base, run, seed):
-    return f"results/checkpoints/{EXP}/{suite}/{base}/{run}/seed{seed}"
+    return paths.checkpoint_dir(EXP, suite, base, run, seed)
 
 
 def eval_dir(suite, base, run, seed, split):
-    return f"results/eval/{EXP}/{suite}/{base}/{run}/seed{seed}/{split}"
+    return paths.eval_dir(EXP, suite, base, run, seed, split)
 
 
 def splits(suite):
@@ -163,20 +236,25 @@ def run_splits(run):
 
 
 CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
-# Per-domain single LoRAs are evaluated on their own domain's examples (MoA Tables 2 and 8: the diagonal).
-EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r), run in RUNS.items() for seed in SEEDS for sp in run_splits(run)]
+# Per-domain single LoRAs are MoA's ingredients: evaluated on their own domain's examples (MoA Tables 2 and 8: the
+# diagonal), on the seen tasks only, not on held-out ones. An entry's `splits` restricts the splits it is run on.
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r), run in RUNS.items() for seed in SEEDS for sp in run_splits(run)
+         if sp == "eval" or not run["domain"]]
 # "base": the frozen base model without adapters, the floor row of every table, on every suite x base x split
 # some run is evaluated on.
 FLOORS = sorted({(s, b, sp) for (s, b, r), run in RUNS.items() for sp in run_splits(run)})
-EVALS += [eval_dir(s, b, "base", SEEDS[0], sp) for s, b, sp in FLOORS]
+EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s, b, sp in FLOORS]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
 TABLES = [f"{TABLE_DIR}/{t}.{ext}" for t in TABLE_NAMES for ext in ("csv", "md", "tex")]
 TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]
-FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy"]
+TABLES += [f"{TABLE_DIR}/study.{ext}" for ext in ("csv", "md")]  # seen vs held-out, CIs vs LoRA (report/study.py)
+FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy", "router_diagnostics"]
 FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
-FIGURES += [f"{FIGURE_DIR}/task_clustering.csv", f"{FIGURE_DIR}/task_clustering.md"]
+FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("task_clustering", "router_diagnostics") for ext in ("csv", "md")]
+if SUITES[config.get("figures", {}).get("suite", list(SUITES)[0])]["source"] == "builtin":  # needs skills.json
+    FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("skill_recovery", "routing_summary") for ext in ("csv", "md")]
 # The papers' own layouts (config `report:`), built by `orchmoe paper-tables` / `paper-figures`.
 REPORT = config.get("report", {})
 PAPER_TABLES = [f"{TABLE_DIR}/paper/{t}.{ext}" for t in REPORT.get("tables", {}) for ext in ("csv", "md", "tex")]
@@ -209,7 +287,7 @@ def run_of(wildcards):
 
 def eval_data(wildcards):
     """Suite folder an evaluation reads: the run's training data folder (a domain's share for per-domain runs)."""
-    if wildcards.run == "base":
+    if wildcards.run == paths.BASE_RUN:
         return suite_dir(wildcards.suite)
     return run_data(run_of(wildcards))
 
@@ -241,3 +319,45 @@ def eval_mem_mb(wildcards, attempt):
 
 def eval_runtime(wildcards, attempt):
     return BASES[wildcards.base].get("resources", {}).get("eval_runtime", 20) * attempt
+
+
+# Input and flag functions of the data, evaluate and report rules (kept here: rule files hold only rules).
+def sample_inputs(wildcards):
+    s = SUITES[wildcards.suite]
+    if s["source"] == "domains":
+        return {"table": s.get("domains_config", "config/domains.yaml")}
+    if s["source"] == "builtin":
+        return {"tasks": f"{raw_builtin()}/tasks", "skills": f"{raw_builtin()}/skills.json"}
+    return {"tasks": s["tasks_dir"]}
+
+
+def sample_flags(wildcards, input):
+    s = SUITES[wildcards.suite]
+    if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
+        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
+                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
+        return " ".join(flags + (["--strict"] if s.get("strict") else []))
+    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
+             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
+             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
+    flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
+    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
+    if "skills" in input.keys():
+        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
+    return " ".join(flags)
+
+
+def eval_inputs(wildcards):
+    inputs = {"data": f"{eval_data(wildcards)}/manifest.json", "base": base_target(wildcards.base)}
+    if wildcards.run != paths.BASE_RUN:
+        inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
+    return inputs
+
+
+def figure_suite():
+    return config.get("figures", {}).get("suite", list(SUITES)[0])
+
+
+def paper_figure_inputs(wildcards):
+    suites = sorted({f["suite"] for f in REPORT.get("figures", {}).values() if "suite" in f})
+    return {"evals": EVALS, "checkpoints": CHECKPOINTS, "suites": [f"{suite_dir(s)}/manifest.json" for s in suites]}

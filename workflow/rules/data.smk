@@ -9,7 +9,8 @@ rule builtin_suite:
         primitives=directory(f"{raw_builtin()}/primitives"),
     params:
         b=config["builtin"],
-        out=raw_builtin(),
+        out=lambda w, output: os.path.dirname(output.skills),
+        code=code("builtin-suite"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -21,31 +22,6 @@ rule builtin_suite:
     shell:
         "orchmoe builtin-suite --out {params.out} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
         " --n-primitive-instances {params.b[n_primitive_instances]} --max-tasks {params.b[max_tasks]} > {log} 2>&1"
-
-
-def sample_inputs(wildcards):
-    s = SUITES[wildcards.suite]
-    if s["source"] == "domains":
-        return {"table": s.get("domains_config", "config/domains.yaml")}
-    if s["source"] == "builtin":
-        return {"tasks": f"{raw_builtin()}/tasks", "skills": f"{raw_builtin()}/skills.json"}
-    return {"tasks": s["tasks_dir"]}
-
-
-def sample_flags(wildcards, input):
-    s = SUITES[wildcards.suite]
-    if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
-        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
-                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
-        return " ".join(flags + (["--strict"] if s.get("strict") else []))
-    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
-             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
-             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
-    flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
-    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
-    if "skills" in input.keys():
-        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
-    return " ".join(flags)
 
 
 rule sample_suite:
@@ -60,9 +36,10 @@ rule sample_suite:
         suite="[A-Za-z0-9_]+",
     params:
         flags=sample_flags,
-        out=lambda w: suite_dir(w.suite),
+        out=lambda w, output: os.path.dirname(output.manifest),
         command=lambda w, input: "domains-sample" if SUITES[w.suite]["source"] == "domains"
         else f"superni-sample --tasks-dir {input.tasks}",
+        code=code("superni-sample", "domains-sample"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -83,8 +60,9 @@ rule sample_primitives:
         manifest=f"{primitives_dir()}/manifest.json",
         train=f"{primitives_dir()}/train.jsonl",
     params:
-        out=primitives_dir(),
+        out=lambda w, output: os.path.dirname(output.manifest),
         seed=config["builtin"]["seed"],
+        code=code("superni-sample"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -105,9 +83,10 @@ rule domain_suite:
     output:
         manifest=f"data/processed/{EXP}/{{suite}}-domains/{{domain}}/manifest.json",
     params:
-        suite=lambda w: suite_dir(w.suite),
-        out=lambda w: f"data/processed/{EXP}/{w.suite}-domains/{w.domain}",
+        suite=lambda w, input: os.path.dirname(input[0]),
+        out=lambda w, output: os.path.dirname(output.manifest),
         domains=lambda w: ",".join(SUITES[w.suite].get("domains", [])),
+        code=code(scripts=["workflow/scripts/domain_subset.py"]),
     threads: 1
     resources:
         mem_mb=1000,
@@ -127,6 +106,8 @@ rule superni_download:
     output:
         directory("data/raw/superni/tasks"),
     localrule: True
+    params:
+        code=code("superni-download"),
     threads: 1
     resources:
         mem_mb=2000,

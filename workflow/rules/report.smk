@@ -3,10 +3,6 @@
 # `snakemake --report` (see workflow/scripts/demo.sh); these outputs are its items.
 
 
-def figure_suite():
-    return config.get("figures", {}).get("suite", list(SUITES)[0])
-
-
 rule figures:
     input:
         evals=EVALS,
@@ -14,11 +10,16 @@ rule figures:
         suite=f"{suite_dir(figure_suite())}/manifest.json",
         skills=[f"{raw_builtin()}/skills.json"] if SUITES[figure_suite()]["source"] == "builtin" else [],
     output:
-        [report(f, category="Figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f for f in FIGURES],
+        [report(f, caption=f"../report/captions/{Path(f).stem}.rst", category="Figures", labels={"figure": Path(f).stem})
+         if f.endswith(".png") else report(f, caption="../report/captions/table.rst", category="Routing",
+                                           labels={"table": Path(f).name}) if f.endswith(".md") else f
+         for f in FIGURES],
     params:
-        suite=suite_dir(figure_suite()),
+        suite=lambda w, input: os.path.dirname(input.suite),
         skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",
-        out=FIGURE_DIR,
+        out=lambda w, output: os.path.dirname(output[0]),
+        experiment=EXP,
+        code=code("figures"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -28,13 +29,8 @@ rule figures:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe figures --experiment {EXP} --results results --data {params.suite} {params.skills}"
+        "orchmoe figures --experiment {params.experiment} --results results --data {params.suite} {params.skills}"
         " --out {params.out} > {log} 2>&1"
-
-
-def paper_figure_inputs(wildcards):
-    suites = sorted({f["suite"] for f in REPORT.get("figures", {}).values() if "suite" in f})
-    return {"evals": EVALS, "checkpoints": CHECKPOINTS, "suites": [f"{suite_dir(s)}/manifest.json" for s in suites]}
 
 
 rule paper_figures:
@@ -48,6 +44,9 @@ rule paper_figures:
     params:
         spec=shlex.quote(json.dumps(REPORT.get("figures", {}))),  # key order = line order
         out=f"{FIGURE_DIR}/paper",
+        experiment=EXP,
+        data=f"data/processed/{EXP}",
+        code=code("paper-figures"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -57,5 +56,5 @@ rule paper_figures:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe paper-figures --experiment {EXP} --results results --data data/processed/{EXP} --spec {params.spec}"
+        "orchmoe paper-figures --experiment {params.experiment} --results results --data {params.data} --spec {params.spec}"
         " --out {params.out} > {log} 2>&1"

@@ -7,7 +7,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        directory(f"results/checkpoints/{EXP}/{{suite}}/{{base}}/{{run}}/seed{{seed}}"),
+        directory(ckpt("{suite}", "{base}", "{run}", "{seed}")),
     wildcard_constraints:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
@@ -18,6 +18,7 @@ rule train:
         train=lambda w: q(run_of(w)["train"]),
         init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
+        code=code("train"),
     threads: 1
     resources:
         gpu=train_gpu,

@@ -12,7 +12,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from orchmoe.errors import ConfigError
-from orchmoe.io import atomic_path
+from orchmoe.io import atomic_path, read_json
 
 from .bank import LoRABank
 from .config import AdapterConfig
@@ -141,12 +141,12 @@ class MultiAdapterModel(nn.Module):
     def routing(self, task_ids=None, domain_ids=None, prompt_mask=None):
         c = self.ctx
         c.task_ids, c.domain_ids, c.prompt_mask = task_ids, domain_ids, prompt_mask
-        c.cache.clear(), c.losses.clear(), c.readout.clear()
+        c.cache.clear(), c.losses.clear(), c.readout.clear(), c.plans.clear()
         c.encoder_hidden = c.encoder_features = None
         try:
             yield c
         finally:
-            c.cache.clear()
+            c.cache.clear(), c.plans.clear()
             c.encoder_hidden = c.encoder_features = None
 
     def _prompt_mask(self, prompt_mask, attention_mask, labels):
@@ -181,15 +181,24 @@ class MultiAdapterModel(nn.Module):
     def adapter_state_dict(self) -> dict:
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
 
-    def param_groups(self, lr: float, router_lr: float | None = None, weight_decay: float = 0.01) -> list[dict]:
-        """LoRA weights with weight decay at `lr`; router parameters without decay at `router_lr` (mttl: 0.1 for Poly)."""
-        adapters, routers = [], []
+    def param_groups(self, lr: float, router_lr: float | None = None, weight_decay: float = 0.01,
+                     task_router_lr: float | None = None) -> list[dict]:
+        """LoRA weights with weight decay at `lr`; router parameters without decay at `router_lr` (mttl: 0.1 for Poly).
+        `task_router_lr` (OrchMoE): the task router's Linear in a group of its own (None: with the other routers)."""
+        adapters, routers, task_routers = [], [], []
         for n, p in self.named_parameters():
             if p.requires_grad:
-                (adapters if ".bank." in f".{n}" else routers).append(p)
+                if ".bank." in f".{n}":
+                    adapters.append(p)
+                elif task_router_lr is not None and ".task_router." in f".{n}":
+                    task_routers.append(p)
+                else:
+                    routers.append(p)
         groups = [{"params": adapters, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
         if routers:
             groups.append({"params": routers, "lr": router_lr or lr, "weight_decay": 0.0, "name": "routers"})
+        if task_routers:
+            groups.append({"params": task_routers, "lr": task_router_lr, "weight_decay": 0.0, "name": "task_routers"})
         return groups
 
     # -- save / load / export ------------------------------------------------------------------------------------
@@ -204,13 +213,18 @@ class MultiAdapterModel(nn.Module):
         return path
 
     def load_adapter_weights(self, path) -> None:
-        state = load_file(str(Path(path) / WEIGHTS_NAME))
+        file = Path(path) / WEIGHTS_NAME
+        state = _load_weights(file)
         expected = set(self.adapter_state_dict())
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
             raise ConfigError(f"{Path(path) / WEIGHTS_NAME}: adapter weights do not fit this model "
                               f"(missing {missing[:3]}, unexpected {extra[:3]})")
         params = dict(self.named_parameters())
+        for k, v in state.items():  # a checkpoint trained on another base has the names but not the shapes
+            if v.shape != params[k].shape:
+                raise ConfigError(f"{file}: adapter weights do not fit this base model ({k}: checkpoint "
+                                  f"{tuple(v.shape)}, base expects {tuple(params[k].shape)})")
         with torch.no_grad():
             for k, v in state.items():
                 params[k].copy_(v)
@@ -231,7 +245,7 @@ class MultiAdapterModel(nn.Module):
                 cfg = read_adapter_config(d)
                 if cfg.method != "lora":
                     raise ConfigError(f"{d}: init_skills_from needs method 'lora', got {cfg.method!r}")
-                state = load_file(str(Path(d) / WEIGHTS_NAME))
+                state = _load_weights(Path(d) / WEIGHTS_NAME)
                 layers = {n[len("base_model."):-len(".bank.lora_A")]: (a[0], state[n[:-1] + "B"][0])
                           for n, a in state.items() if n.endswith(".bank.lora_A")}
                 scaling = cfg.scaling
@@ -281,13 +295,23 @@ def attach_adapters(base_model: nn.Module, cfg: AdapterConfig | dict) -> MultiAd
     return MultiAdapterModel(base_model, cfg)
 
 
+def _load_weights(file: Path) -> dict:
+    """adapter_model.safetensors; ConfigError naming the file when it is missing, truncated or not safetensors."""
+    if not file.is_file():
+        raise ConfigError(f"{file}: adapter weights not found")
+    try:
+        return load_file(str(file))
+    except Exception as e:  # safetensors raises its own SafetensorError (header/length mismatch) or OSError
+        raise ConfigError(f"{file}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+
+
 def read_adapter_config(path) -> AdapterConfig:
     file = Path(path) / CONFIG_NAME
     if not file.is_file():
         hint = " (a PEFT folder: load it with peft.PeftModel)" if (Path(path) / "adapter_config.json").is_file() else ""
         raise ConfigError(f"{file}: adapter config not found{hint}")
-    data = json.loads(file.read_text())
-    if "orchmoe_adapter" not in data:
+    data = read_json(file)
+    if not isinstance(data, dict) or "orchmoe_adapter" not in data:
         raise ConfigError(f"{file}: not an orchmoe adapter config (key 'orchmoe_adapter' missing)")
     return AdapterConfig.from_dict(data["orchmoe_adapter"])
 

@@ -73,7 +73,10 @@ def _sample(args) -> None:
         path = Path(args.task_domains)
         if not path.is_file():
             raise DataError(f"{path}: --task-domains file not found")
-        domains = json.loads(path.read_text()).get("domains")
+        from orchmoe.io import read_json
+
+        raw = read_json(path)
+        domains = raw.get("domains") if isinstance(raw, dict) else None
         if not isinstance(domains, dict):
             raise DataError(f"{path}: field 'domains' (task -> domain) is missing")
     m = sample_superni(args.tasks_dir, args.out, args.n_tasks, args.n_train, args.n_eval, args.n_unseen,

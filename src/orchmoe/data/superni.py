@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchmoe.errors import DataError
-from orchmoe.io import atomic_path, md5_file, write_json, write_jsonl
+from orchmoe.io import atomic_path, md5_file, read_json, write_json, write_jsonl
 
 from .prompts import build_prompt
 
@@ -333,4 +333,4 @@ def read_suite(suite_dir) -> dict:
     manifest = suite_dir / "manifest.json"
     if not manifest.is_file():
         raise DataError(f"{suite_dir}: not a complete suite (manifest.json missing)")
-    return json.loads(manifest.read_text())
+    return read_json(manifest)

@@ -35,7 +35,7 @@ def _fetch(args) -> None:
 
 
 def _fetch_base(args) -> None:
-    from orchmoe.training.cli import json_or_file
+    from orchmoe.io import json_or_file
 
     from .fetch import fetch_base
 
@@ -46,7 +46,7 @@ def _pretrain(args) -> None:
     import sys
     from pathlib import Path
 
-    from orchmoe.training.provenance import write_run_json
+    from orchmoe.provenance import write_run_json
 
     from .pretrain import pretrain_tiny
 

@@ -44,6 +44,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="eval")
     p.add_argument("--seed", type=int)
     p.add_argument("--dvc-lock", default="dvc.lock")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash every file behind the number; exit 1 and name those whose md5 differs")
     p.set_defaults(func=_trace)
 
 
@@ -93,4 +95,6 @@ def _paper_figures(a):
 def _trace(a):
     from .trace import trace
 
-    print("\n".join(trace(a.tables, a.base, a.run, a.metric, a.seed, a.dvc_lock, a.suite, a.split)))
+    lines = trace(a.tables, a.base, a.run, a.metric, a.seed, a.dvc_lock, a.suite, a.split, check=a.verify)
+    print("\n".join(lines))
+    return 1 if a.verify and "differ or are missing" in lines[-1] else 0

@@ -1,6 +1,6 @@
 """Find the workflow's result files and flatten them into one long table (one row per number reported).
 
-Layout (see workflow/rules/common.smk): results/eval/<exp>/<suite>/<base>/<run>/seed<seed>/<split>/metrics.json and
+Layout (orchmoe.paths, also used by workflow/rules/common.smk): results/eval/<exp>/<suite>/<base>/<run>/seed<seed>/<split>/metrics.json and
 results/checkpoints/<exp>/<suite>/<base>/<run>/seed<seed>/; run "base" is the frozen base model, no adapter.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from orchmoe.errors import DataError
 from orchmoe.io import md5_file
+from orchmoe.paths import BASE_RUN, EVAL_GLOB, checkpoint_dir, parse_eval_dir, parse_run
 
 SCORES = ("exact_match", "rougeL", "rougeLsum")
 
@@ -43,11 +44,11 @@ class Run:
     @property
     def entry(self) -> str:
         """The config's method entry (run name without sweep suffix and domain)."""
-        return self.run.split("@")[0].split("-")[0]
+        return parse_run(self.run)[0]
 
     @property
     def domain(self) -> str | None:
-        return self.run.split("@")[1] if "@" in self.run else None
+        return parse_run(self.run)[2]
 
     def trainable_params(self) -> int:
         return _numel_file(self.checkpoint / "orchmoe_adapter.safetensors") if self.checkpoint else 0
@@ -78,15 +79,14 @@ def _base_params(base: str) -> int | None:
 def collect_runs(results, experiment: str) -> list[Run]:
     root = Path(results) / "eval" / experiment
     runs = []
-    for metrics in sorted(root.glob("*/*/*/seed*/*/metrics.json")):
+    for metrics in sorted(root.glob(EVAL_GLOB)):
         d = metrics.parent
-        seed_dir = d.parent
-        run, base, suite = seed_dir.parent.name, seed_dir.parent.parent.name, seed_dir.parent.parent.parent.name
-        ckpt = Path(results) / "checkpoints" / experiment / suite / base / run / seed_dir.name
-        runs.append(Run(suite, base, run, int(seed_dir.name.removeprefix("seed")), d.name, d,
-                        ckpt if run != "base" else None))
+        p = parse_eval_dir(d)
+        ckpt = Path(checkpoint_dir(experiment, p["suite"], p["base"], p["run"], p["seed"], results))
+        runs.append(Run(p["suite"], p["base"], p["run"], p["seed"], p["split"], d,
+                        ckpt if p["run"] != BASE_RUN else None))
     if not runs:
-        raise DataError(f"{root}: no evaluation results (*/*/*/seed*/*/metrics.json) found")
+        raise DataError(f"{root}: no evaluation results ({EVAL_GLOB}) found")
     return runs
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchmoe.io import write_json, write_text
+from orchmoe.paths import parse_run
 
 from .collect import SCORES, collect_runs, long_rows
 
@@ -24,9 +25,7 @@ METRIC_LABELS = {"exact_match": "EM", "rougeL": "RougeL", "rougeLsum": "RougeLsu
 def label(run: str, method: str) -> str:
     """Display name: the method's paper name, plus the run's sweep point / domain when it has one."""
     name = LABELS.get(method, method)
-    rest = run.split("-", 1)[1] if "-" in run.split("@")[0] else ""
-    domain = run.split("@")[1] if "@" in run else ""
-    entry = run.split("@")[0].split("-")[0]
+    entry, rest, domain = parse_run(run)
     extra = [] if entry == method else [entry]
     extra += [rest] if rest else []
     extra += [f"domain {domain}"] if domain else []
@@ -74,6 +73,12 @@ def _order(block: pd.DataFrame) -> list[str]:
     return sorted(method, key=lambda run: (rank.get(method[run], len(rank)), run))
 
 
+def _mean_sd(cell: pd.DataFrame) -> str:
+    """One seed has no sd: "—" rather than a misleading "± 0.00"."""
+    sd = f"{cell['sd'].iloc[0]:.2f}" if cell["n_seeds"].iloc[0] > 1 else "—"
+    return f"{cell['mean'].iloc[0]:.2f} ± {sd}"
+
+
 def main_table(agg: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (suite, split), block in agg.groupby(["suite", "split"], sort=True):
@@ -84,7 +89,7 @@ def main_table(agg: pd.DataFrame) -> pd.DataFrame:
                 for metric in SCORES:
                     cell = sel[(sel.base == base) & (sel.metric == metric)]
                     row[f"{base} {METRIC_LABELS[metric]}"] = (
-                        f"{cell['mean'].iloc[0]:.2f} ± {cell['sd'].iloc[0]:.2f}" if len(cell) else "–")
+                        _mean_sd(cell) if len(cell) else "–")
             row["Seeds"] = int(sel.n_seeds.max())
             rows.append(row)
     return pd.DataFrame(rows)
@@ -121,6 +126,9 @@ def build_tables(results, experiment: str, out_dir) -> pd.DataFrame:
         summary.setdefault(f"{r.suite}/{r.split}", {}).setdefault(r.base, {}).setdefault(r.run, {})[r.metric] = round(
             float(r.mean), 4)
     write_json(out / "summary.json", summary)
+    from .study import study_table
+
+    study_table(runs, out)  # seen vs held-out, differences to LoRA with paired bootstrap CIs (report/study.py)
     return agg
 
 

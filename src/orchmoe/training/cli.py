@@ -1,28 +1,11 @@
 """`orchmoe train` and `orchmoe evaluate`: explicit inputs and outputs, a run.json beside every output."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from orchmoe.errors import ConfigError
-
-
-def json_or_file(value: str) -> dict:
-    """A JSON object given inline or as a path to a .json / .yaml file."""
-    path = Path(value)
-    if not value.lstrip().startswith("{") and path.is_file():
-        import yaml
-
-        data = yaml.safe_load(path.read_text())
-    else:
-        try:
-            data = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{value!r}: neither a file nor a JSON object ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{value!r}: must be a JSON/YAML object")
-    return data
+from orchmoe.io import json_or_file  # noqa: F401  (models/cli.py and tests use it from io)
 
 
 def base_spec(value: str):
@@ -86,7 +69,7 @@ def _train(args) -> None:
     from orchmoe.io import atomic_path
     from orchmoe.models.loading import load_base
 
-    from .provenance import write_run_json
+    from orchmoe.provenance import write_run_json
     from .trainer import TrainConfig, train, write_outputs
 
     manifest = read_suite(args.data)
@@ -112,7 +95,7 @@ def _evaluate(args) -> None:
     from orchmoe.seeding import seed_everything
 
     from .evaluate import evaluate
-    from .provenance import write_run_json
+    from orchmoe.provenance import write_run_json
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
     if args.num_beams < 1:

@@ -14,16 +14,37 @@ import numpy as np
 import torch
 
 from orchmoe.adapters import load_adapters, read_adapter_config
+from orchmoe.adapters.routing import masked_rms_norm, mean_pool, sequence_mask
 from orchmoe.data import glm_format
 from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
-from orchmoe.metrics.router import classifier_predictions, pooled_features, router_accuracy
+from orchmoe.metrics.router import classifier_predictions, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
 from orchmoe.progress import progress
 
 ROUTING_KEYS = ("task_ids", "domain_ids", "prompt_mask")
+
+
+@torch.no_grad()
+def pooled_features(model, batch: dict, layer: int = 0) -> torch.Tensor:
+    """The MoA router's input: RMS-normalised hidden states entering transformer block `layer` (0 = the
+    embeddings), mean-pooled over prompt tokens. For encoder-decoder models the encoder's states are used."""
+    if "generation_attention_mask" in batch:  # GLM's format: context + <sop> in one pass (orchmoe.data.glm_format)
+        from orchmoe.data.glm_format import forward_inputs
+
+        kwargs = forward_inputs(batch) | {"output_hidden_states": True}
+    else:
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                  "output_hidden_states": True}
+    if getattr(model.config, "is_encoder_decoder", False):
+        hidden = model.get_encoder()(**kwargs).hidden_states[layer]
+    else:
+        out = model(**kwargs)
+        # THUDM's remote GLM has no hidden_states output; its `mems` are the same states (block inputs, then output)
+        hidden = (out.hidden_states if getattr(out, "hidden_states", None) is not None else out.mems)[layer]
+    return mean_pool(masked_rms_norm(hidden.float()), sequence_mask(hidden, batch["prompt_mask"])).cpu()
 
 
 def read_split(suite_dir, split: str) -> list[dict]:
@@ -73,8 +94,9 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
-        skills = _skill_weights(model, last) if adapters else None
         nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec or fmt == "glm", device, autocast)
+        # routing of the teacher-forced pass: the same prompt routing; MoE-LoRA's token weights over the sequence
+        skills = _skill_weights(model.cfg.method, model.last_routing()) if adapters else None
         for i, (r, text) in enumerate(zip(chunk, texts)):
             row = {"id": r["id"], "task": r["task"], "task_id": r.get("task_id"), "domain_id": r.get("domain_id"),
                    "prediction": text.strip(), "references": r["references"],
@@ -139,13 +161,17 @@ def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, de
     return classifier_predictions(train_x, train_y, feats(records)[0], seed=seed)
 
 
-def _skill_weights(model, last: dict):
-    """OrchMoE: each example's skill weights alpha = w(X)^T W_hat in every block, concatenated (for Figure 3)."""
-    groups = [k for k, v in last.items() if "task_weights" in v]
+def _skill_weights(method: str, last: dict):
+    """Each example's skill weights in every router, concatenated (Figure 3, skill recovery): OrchMoE's
+    alpha = w(X)^T W_hat, MoE-LoRA's token weights averaged over the sequence, MoA's router softmax. Poly/MHR route
+    by task id: their allocation rows (routing.json) are the routing, not repeated per example."""
+    if method in ("lora", "poly", "mhr"):
+        return None
+    groups = sorted(k for k, v in last.items() if "skill_weights" in v or "domain_probs" in v)
     if not groups:
         return None
-    alloc = {r.name: r.allocation().cpu() for r in model.block_routers.values()}
-    return torch.cat([last[g]["task_weights"].float() @ alloc[g].float() for g in sorted(groups)], dim=-1).tolist()
+    parts = [last[g].get("skill_weights", last[g].get("domain_probs")).float() for g in groups]
+    return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=-1).tolist()
 
 
 def _per_example(last: dict, n: int) -> dict:

@@ -3,7 +3,6 @@ from ..routing import Router
 
 
 class LoRARouter(Router):
-    level = "none"
     mix = "outputs"
 
     def __init__(self, cfg, d_in: int):

@@ -24,7 +24,6 @@ def gumbel_sigmoid_weights(logits: torch.Tensor, training: bool) -> torch.Tensor
 
 
 class PolyRouter(Router):
-    level = "sequence"
     mix = "weights"
 
     def __init__(self, cfg, d_in: int, n_splits: int = 1):
@@ -42,6 +41,9 @@ class PolyRouter(Router):
         return ids.to(self.module_logits.device)
 
     def weights(self, x):
+        return self.once_per_call(self._weights)
+
+    def _weights(self):
         ids = self.task_ids()
         logits = self.module_logits[ids.clamp_min(0)].view(-1, self.n_splits, self.n_skills)
         w = gumbel_sigmoid_weights(logits, self.training)

@@ -1,6 +1,6 @@
 """Check that the built-in suite is learnable by a tiny byte-level model, not just generated.
 
-`python -m orchmoe.data.learnability --out DIR` writes the suite with the demo's sizes, trains a tiny T5 from scratch
+`python benchmarks/learnability.py --out DIR` writes the suite with the demo's sizes, trains a tiny T5 from scratch
 (full fine-tuning, every parameter) on its train split and reports greedy exact match per task on its eval split,
 next to the score of the best constant-free baseline "copy the input" (what a model that learned nothing beats).
 docs/data.md quotes the result file this writes.
@@ -23,9 +23,9 @@ def run(out_dir, arch: str = "t5", steps: int = 400, seed: int = 0, threads: int
     from orchmoe.models.pretrain import pretrain_tiny
     from orchmoe.models.tiny import byte_tokenizer
 
-    from .batching import make_collator
-    from .builtin import write_builtin_suite
-    from .superni import sample_superni
+    from orchmoe.data.batching import make_collator
+    from orchmoe.data.builtin import write_builtin_suite
+    from orchmoe.data.superni import sample_superni
 
     torch.set_num_threads(threads)
     out = Path(out_dir)
@@ -61,7 +61,7 @@ def run(out_dir, arch: str = "t5", steps: int = 400, seed: int = 0, threads: int
                 copy_hits[r["task"]].append(float(source == r["target"]))
     per_task = {t: round(100 * sum(v) / len(v), 2) for t, v in sorted(hits.items())}
     result = {
-        "command": f"python -m orchmoe.data.learnability --out {out_dir} --arch {arch} --steps {steps} --seed {seed} "
+        "command": f"python benchmarks/learnability.py --out {out_dir} --arch {arch} --steps {steps} --seed {seed} "
                    f"--threads {threads} --d-model {d_model} --n-layers {n_layers}",
         "params": {"arch": arch, "steps": steps, "seed": seed, "threads": threads, "d_model": d_model, "n_layers": n_layers,
                    "batch_size": batch_size, "lr": lr, "n_train": n_train, "n_eval": n_eval},
