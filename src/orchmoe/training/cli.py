@@ -64,6 +64,7 @@ def register(sub) -> None:
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--max-source-length", type=int, default=512)
     p.add_argument("--max-target-length", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="decoding of the held-out eval examples (as evaluate)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_adapt)
 
@@ -213,7 +214,8 @@ def _adapt(args) -> None:
         write_json(Path(suite) / "manifest.json", manifest)
         fresh, _ = load_base(base_spec(args.base))  # adapters were injected into `base` in place
         preds, metrics = evaluate(fresh, tokenizer, suite, "unseen", tmp / "adapter", args.eval_batch_size,
-                                  args.max_source_length, args.max_target_length, seed=args.seed)
+                                  args.max_source_length, args.max_target_length, seed=args.seed,
+                                  num_beams=args.num_beams)
         write_jsonl(tmp / "predictions.jsonl", preds)
         write_json(tmp / "metrics.json", metrics)
         inputs = {"data": Path(args.data) / "unseen.jsonl", "few_shot": Path(args.data) / "unseen_train.jsonl",
