@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from orchmoe.adapters.config import METHODS
+from orchmoe.adapters.registry import method_names
 from orchmoe.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,7 +339,7 @@ def _break(cfg: dict, how: str) -> dict:
 WORKFLOW_CASES = [
     ("typo", r"seeds_typo"),
     ("wrong-type", r"'zero' is not of type 'array'"),
-    ("unknown-method", re.escape(f"'lorax' is not one of {list(METHODS)}")),
+    ("unknown-method", r"methods\.\w+\.method: " + re.escape(f"'lorax' is not one of {method_names()}")),
     ("unknown-domain-source", r"'superduper' is not one of"),
     # cross-references, checked before the run table is built (common.smk check_references)
     ("method-unknown-base", r"methods\.lora\.bases: unknown base 'tiny-t6'"),

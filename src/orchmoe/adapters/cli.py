@@ -44,7 +44,8 @@ def _params(args) -> None:
 
     from orchmoe.errors import ConfigError
 
-    from .paper import SETTINGS
+    from . import registry
+    from .paper import settings
     from .params import COLUMNS, config_rows, count_parameters
 
     if args.config:
@@ -75,9 +76,9 @@ def _params(args) -> None:
                                           else ["q_proj", "k_proj", "v_proj"])
         rows = []
         for spec in args.method:
-            cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **SETTINGS.get(spec, {})}
+            cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **settings().get(spec, {})}
             cfg.setdefault("target_modules", targets)
-            if cfg["method"] in ("poly", "mhr", "orchmoe"):
+            if registry.get(cfg.get("method", "lora")).uses_n_tasks:
                 cfg.setdefault("n_tasks", args.n_tasks)
             c = count_parameters(config, cfg)
             rows.append({"base": args.architecture or args.model_config, "run": c["method"], "method": c["method"],

@@ -22,7 +22,19 @@ from orchmoe.io import atomic_path, read_jsonl, write_text  # noqa: E402
 from .collect import collect_runs  # noqa: E402
 from .tables import _markdown, label  # noqa: E402
 
-ROUTED = ("orchmoe", "poly", "mhr", "moe_lora", "moa")
+
+
+def routed() -> tuple[str, ...]:
+    """Methods that learn a routing worth plotting (`routed=True` in their registry entry)."""
+    from orchmoe.adapters.registry import specs
+
+    return tuple(s.name for s in specs() if s.routed)
+
+
+def __getattr__(name):
+    if name == "ROUTED":
+        return routed()
+    raise AttributeError(name)
 
 
 def _save(fig, out: Path, name: str) -> None:
@@ -85,9 +97,9 @@ def task_vectors(run, tasks: list[str]) -> tuple[list[str], np.ndarray] | None:
 
 
 def task_clustering(runs, manifest: dict, skills: dict | None, out: Path) -> pd.DataFrame:
-    picked = []
+    picked, routed_methods = [], routed()
     for r in _first_seed(runs):
-        if r.method in ROUTED and r.domain is None:
+        if r.method in routed_methods and r.domain is None:
             tv = task_vectors(r, manifest["tasks"])
             if tv is not None and len(tv[0]) > 2:
                 picked.append((r, *tv))

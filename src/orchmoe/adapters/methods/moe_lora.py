@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..routing import Router
+from ..registry import MethodSpec, register_method
 
 
 class MoELoRARouter(Router):
@@ -33,3 +34,9 @@ class MoELoRARouter(Router):
             f = torch.nn.functional.one_hot(flat.argmax(-1), S).float().mean(0)
             self.ctx.add_loss("balance", self.balance_loss_weight * S * (f * flat.mean(0)).sum())
         return w
+
+
+SPEC = register_method(MethodSpec(
+    name="moe_lora", label="MoE-LoRA", router=MoELoRARouter, order=20, defaults={"n_skills": 4},
+    paper={"rank": 8, "n_skills": 4},  # OrchMoE section 4.2: 4 experts of r=8
+))
