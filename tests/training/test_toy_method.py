@@ -59,7 +59,7 @@ def toy(tmp_path, monkeypatch):
     registry._loaded = False
 
 
-def test_toy_method_is_seen_everywhere(toy, tmp_path, suite):
+def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch):
     from orchmoe.adapters.paper import settings
     from orchmoe.report.figures import routed
     from orchmoe.report.tables import build_tables, labels
@@ -76,13 +76,13 @@ def test_toy_method_is_seen_everywhere(toy, tmp_path, suite):
     adapter = json.dumps({"method": "toymix", "target_modules": TARGETS["t5"], "rank": 2})
     assert main(["train", "--base", _tiny_spec("t5"), "--data", str(suite), "--adapter-config", adapter,
                  "--train-config", json.dumps(FAST), "--out", str(ckpt), "--work", str(tmp_path / "work")]) == 0
-    assert json.loads((ckpt / "orchmoe_adapter.json").read_text())["method"] == "toymix"
+    assert json.loads((ckpt / "run.json").read_text())["config"]["adapter"]["method"] == "toymix"
     assert main(["evaluate", "--base", _tiny_spec("t5"), "--checkpoint", str(ckpt), "--data", str(suite),
                  "--out", str(ev), "--max-source-length", "96", "--max-target-length", "12"]) == 0
     assert json.loads((ev / "metrics.json").read_text())["n"] == 8
     build_tables(results, exp, tmp_path / "tables")
     main_md = (tmp_path / "tables" / "main.md").read_text()
-    assert "| ToyMix |" in main_md.replace("  ", " "), main_md
+    assert "| ToyMix (toy) |" in main_md, main_md  # the label from its registry entry, then the run name
 
     # the parametrised test lists and the workflow's dry run, in fresh processes that read ORCHMOE_METHODS
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toy), str(REPO / "src")]), "OMP_NUM_THREADS": "1"}
@@ -94,13 +94,14 @@ def test_toy_method_is_seen_everywhere(toy, tmp_path, suite):
 
     from tests.workflow.helpers import copy_workflow, snakemake
 
+    (tmp_path / "checkout").mkdir()
     checkout = copy_workflow(tmp_path / "checkout")
     cfg = yaml.safe_load((checkout / "config" / "demo.yaml").read_text())
     cfg["methods"] = {"toy": {"method": "toymix", "rank": 2}}
     (checkout / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg))
-    os.environ[registry.ENV] = ""  # without the variable the dry run rejects the name, in one line
+    monkeypatch.setenv(registry.ENV, "")  # without the variable the dry run rejects the name, in one line
     refused = snakemake("--dry-run", "--configfile", "config/toy.yaml", "--cores", "1", cwd=checkout, check=False)
     assert refused.returncode == 2 and "methods.toy.method: 'toymix' is not one of" in refused.stderr
-    os.environ[registry.ENV] = "toymix"
+    monkeypatch.setenv(registry.ENV, "toymix")
     plan = snakemake("--dry-run", "--configfile", "config/toy.yaml", "--cores", "1", cwd=checkout)
     assert "/toy/seed" in plan.stdout, plan.stdout[-2000:]

@@ -23,6 +23,7 @@ def _package_module(name):
     spec = importlib.util.spec_from_file_location(f"_orchmoe_{name.replace('/', '_')}",
                                                   REPO_DIR / "src" / "orchmoe" / f"{name}.py")
     loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up while the file runs
     spec.loader.exec_module(loaded)
     return loaded
 
