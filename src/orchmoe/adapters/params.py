@@ -63,12 +63,12 @@ def config_rows(config: dict, manifests: dict | None = None) -> list[dict]:
                     adapter = {k: v for k, v in entry.items() if k in fields}
                     adapter.update(point)
                     adapter.setdefault("target_modules", spec["target_modules"])
-                    spec = registry.get(adapter.get("method", "lora"))
-                    if spec.uses_n_tasks:
+                    method = registry.get(adapter.get("method", "lora"))
+                    if method.uses_n_tasks:
                         adapter.setdefault("n_tasks", n_tasks)
-                    if spec.domain_ids and domains:
+                    if method.domain_ids and domains:
                         adapter.setdefault("n_skills", len(domains))
-                    if spec.uses_n_tasks and adapter.get("n_tasks") is None:
+                    if method.uses_n_tasks and adapter.get("n_tasks") is None:
                         rows.append({k: None for k in COLUMNS} | {  # T unknown until the suite is sampled
                             "experiment": config.get("experiment"), "suite": suite, "base": base,
                             "run": name + suffix, "method": adapter["method"]})
