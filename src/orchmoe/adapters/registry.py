@@ -116,6 +116,6 @@ def methods() -> tuple[str, ...]:
 def get(name: str) -> MethodSpec:
     _load()
     if name not in _SPECS:
-        raise _error(f"method {name!r} is not a known method ({', '.join(methods())}; "
-                     f"a method outside the package is named in {ENV})")
+        raise _error(f"adapter config: method={name!r} is not a known method ({', '.join(methods())}; "
+                     f"one outside the package is named in {ENV})")
     return _SPECS[name]
