@@ -31,7 +31,8 @@ def _eval(d: Path, score: float, base_dir: Path, ckpt: Path | None, routed: bool
     mean = {"exact_match": score, "rougeL": score, "rougeLsum": score, "bleu": 1.0}
     if router_acc is not None:
         mean["router_accuracy"] = router_acc
-    write_json(d / "metrics.json", {"mean": mean, "n": 4})
+    write_json(d / "metrics.json", {"mean": mean, "n": 4, "per_task": {t: dict(mean, rougeL=score + i)
+                                                                       for i, t in enumerate(TASKS)}})
     inputs = {"data": {"path": "data/s/eval.jsonl", "md5": "d" * 32}, "base": {"path": str(base_dir), "md5": "b" * 32}}
     if ckpt:
         inputs["checkpoint"] = {"path": str(ckpt), "md5": "c" * 32}
@@ -78,7 +79,7 @@ def test_tables_hold_the_numbers(tree):
             assert (out / f"{name}.{ext}").stat().st_size > 0
     md = (out / "main.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| ")]
-    assert lines[1].startswith("| s | eval | Base model (no adapter) | 0.00 ± 0.00")  # floor row first
+    assert lines[1].startswith("| s | eval | Base model (no adapter) | 0.00 ± — |")  # floor row first; one seed: no sd
     assert [line.split(" | ")[2] for line in lines[1:]] == ["Base model (no adapter)", "LoRA", "OrchMoE", "MoA"]
     assert "| s | eval | LoRA | 45.00 ± 7.07 |" in md and md.rstrip().endswith("| 1 |")  # mean ± sd, seeds
     assert "45.00 $\\pm$ 7.07" in (out / "main.tex").read_text()
@@ -124,6 +125,33 @@ def test_trace_walks_down_to_data_and_base(tree, monkeypatch):
     assert "base model" in text and "b" * 32 in text
     with pytest.raises(DataError, match="no row for base='tiny' run='poly'"):
         trace(root / "tables", "tiny", "poly", "rougeLsum", lock_file=lock)
+
+
+def test_skill_recovery_router_diagnostics_and_routing_summary(tree):
+    root, res, data, _ = tree
+    skills = root / "skills_full.json"
+    write_json(skills, {"domains": TRUTH, "skills": {t: [TRUTH[t], t[-1]] for t in TASKS}})
+    (res / "checkpoints/t/s/tiny/orchmoe/seed0/router_log.csv").write_text(  # ends near-uniform: warned
+        "step,block,weight_dist_uniform,weight_spread,weight_entropy,grad_norm,task_entropy\n"
+        "1,encoder.block.0,0.20,0.10,0.5,0.1,0.9\n2,encoder.block.0,0.01,0.001,0.99,0.0,0.0\n")
+    out = root / "figures"
+    build_figures(res, "t", data, out, skills)
+    assert (out / "router_diagnostics.png").stat().st_size > 1000
+    diag = pd.read_csv(out / "router_diagnostics.csv")
+    assert diag.set_index("method").loc["orchmoe", "warning"].startswith("near-uniform routing")
+    rec = pd.read_csv(out / "skill_recovery.csv")
+    assert set(rec.method) == {"orchmoe", "moa"} and rec.spearman.between(-1, 1).all() and (rec.n_clusters == 3).all()
+    summary = (out / "routing_summary.md").read_text()
+    assert "| tiny | OrchMoE | 40.00 ± — |" in summary and "1 of 1 seeds" in summary
+
+
+def test_study_table_differences_to_lora_with_bootstrap_ci(tree):
+    root, res, _, _ = tree
+    build_tables(res, "t", root / "tables")
+    study = pd.read_csv(root / "tables" / "study.csv").set_index("Method")
+    assert study.loc["LoRA", "rougeL"] == "45.00 ± 7.07" and study.loc["OrchMoE", "rougeL"] == "40.00 ± —"
+    # OrchMoE seed 0 vs LoRA seed 0, task by task: the same scores -> a zero difference with a zero-width CI
+    assert study.loc["OrchMoE", "minus LoRA (95% CI)"] == "+0.00 [+0.00, +0.00]" and str(study.loc["OrchMoE", "pairs"]) == "4"
 
 
 def test_trace_verify_rehashes_and_names_what_differs(tree):

@@ -25,6 +25,9 @@ def test_train_then_evaluate_every_method(tmp_path, suite, arch, method):
                  str(tmp_path / "work")]) == 0
     assert {"orchmoe_adapter.safetensors", "orchmoe_adapter.json", "train_log.csv", "routing.json", "run.json"} <= \
         {p.name for p in out.iterdir()}
+    if method != "lora":  # router diagnostics per block at every log_every step (training/diagnostics.py)
+        log = (out / "router_log.csv").read_text().splitlines()
+        assert log[0].startswith("step,block,") and "grad_norm" in log[0] and len(log) > 6
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 1 and run["config"]["adapter"]["method"] == method
     assert run["outputs"]["orchmoe_adapter.safetensors"]["md5"] and run["inputs"]["data"]["md5"]

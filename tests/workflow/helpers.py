@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CONFIGS = ["demo", "ci", "superni-sample", "paper-orchmoe", "paper-moa"]
+CONFIGS = ["demo", "ci", "superni-sample", "paper-orchmoe", "paper-moa", "study", "ablation"]
 
 
 def copy_workflow(dest: Path) -> Path:

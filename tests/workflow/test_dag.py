@@ -12,11 +12,15 @@ from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 # (2 suites x 3 bases x 5 methods + 5 abstract-task points + 12 rank-sweep points) x 3 seeds = 141 training jobs;
 # every run is evaluated on the eval and unseen splits, plus the no-adapter base per suite x base x split.
 EXPECTED = {
-    "demo": {"train": 24, "evaluate": 26, "pretrain_base": 2, "domain_suite": 6, "total": 64},
+    # demo: (2 bases x (6 runs + 6 per-domain LoRAs)) x 1 seed; eval split for all + the no-adapter base, held-out
+    # compositions (unseen) for all but the per-domain LoRAs: 24 + 2 + 12 + 2 = 40 evaluations
+    "demo": {"train": 24, "evaluate": 40, "pretrain_base": 2, "domain_suite": 6, "total": 78},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
     "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
     "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},
     "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "total": 85},
+    "study": {"train": 36, "evaluate": 56, "pretrain_base": 1, "domain_suite": 6, "total": 105},
+    "ablation": {"train": 12, "evaluate": 13, "pretrain_base": 1, "total": 32},
 }
 
 

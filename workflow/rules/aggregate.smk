@@ -7,7 +7,8 @@ rule tables:
         evals=EVALS,
         checkpoints=CHECKPOINTS,
     output:
-        [report(t, category="Tables", labels={"table": Path(t).name}) if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
+        [report(t, caption="../report/captions/table.rst", category="Tables", labels={"table": Path(t).name})
+         if t.endswith((".csv", ".md")) and "metrics_long" not in t else t for t in TABLES],
     params:
         out=lambda w, output: os.path.dirname(output[0]),
         experiment=EXP,

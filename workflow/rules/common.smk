@@ -210,16 +210,21 @@ def splits(suite):
 CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
 # "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
 # evaluated too (MoA Table 2 reports them), on the whole suite.
-EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)]
+# Per-domain single LoRAs are MoA's ingredients: evaluated on the seen tasks only, not on held-out ones.
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)
+         if sp == "eval" or not RUNS[(s, b, r)]["domain"]]
 EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
 TABLES = [f"{TABLE_DIR}/{t}.{ext}" for t in TABLE_NAMES for ext in ("csv", "md", "tex")]
 TABLES += [f"{TABLE_DIR}/metrics_long.csv", f"{TABLE_DIR}/summary.json"]
-FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy"]
+TABLES += [f"{TABLE_DIR}/study.{ext}" for ext in ("csv", "md")]  # seen vs held-out, CIs vs LoRA (report/study.py)
+FIGURE_NAMES = ["training_curves", "score_vs_params", "task_clustering", "router_accuracy", "router_diagnostics"]
 FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
-FIGURES += [f"{FIGURE_DIR}/task_clustering.csv", f"{FIGURE_DIR}/task_clustering.md"]
+FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("task_clustering", "router_diagnostics") for ext in ("csv", "md")]
+if SUITES[config.get("figures", {}).get("suite", list(SUITES)[0])]["source"] == "builtin":  # needs skills.json
+    FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("skill_recovery", "routing_summary") for ext in ("csv", "md")]
 BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
 DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
     f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]

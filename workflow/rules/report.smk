@@ -10,7 +10,10 @@ rule figures:
         suite=f"{suite_dir(figure_suite())}/manifest.json",
         skills=[f"{raw_builtin()}/skills.json"] if SUITES[figure_suite()]["source"] == "builtin" else [],
     output:
-        [report(f, category="Figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f for f in FIGURES],
+        [report(f, caption=f"../report/captions/{Path(f).stem}.rst", category="Figures", labels={"figure": Path(f).stem})
+         if f.endswith(".png") else report(f, caption="../report/captions/table.rst", category="Routing",
+                                           labels={"table": Path(f).name}) if f.endswith(".md") else f
+         for f in FIGURES],
     params:
         suite=lambda w, input: os.path.dirname(input.suite),
         skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",

@@ -15,10 +15,13 @@ end=$(date +%s)
 echo
 cat "results/tables/$EXP/main.md"
 echo
-cat "results/figures/$EXP/task_clustering.md"
+cat "results/tables/$EXP/study.md"
+echo
+cat "results/figures/$EXP/routing_summary.md" 2>/dev/null || cat "results/figures/$EXP/task_clustering.md"
 echo
 echo "workflow finished in $((end - start)) s wall time (config $CONFIG)"
-echo "tables:  results/tables/$EXP/   (main, params: .csv .md .tex; metrics_long.csv; summary.json)"
-echo "figures: results/figures/$EXP/  (training_curves, score_vs_params, task_clustering, router_accuracy: .png .pdf)"
+echo "tables:  results/tables/$EXP/   (main, params: .csv .md .tex; study: .csv .md; metrics_long.csv; summary.json)"
+echo "figures: results/figures/$EXP/  (training_curves, score_vs_params, task_clustering, router_accuracy, router_diagnostics: .png .pdf;"
+echo "         skill_recovery, routing_summary, router_diagnostics: .md .csv)"
 echo "report:  results/report/$EXP.html"
 echo "trace a number: orchmoe trace --tables results/tables/$EXP --base <base> --run orchmoe --metric rougeLsum"

@@ -33,6 +33,11 @@ class AdapterConfig:
     routing_loss_weight: float = 1.0  # moa cross-entropy against domain labels
     moa_train_routing: str = "gold"  # "gold": each example uses its domain's LoRA; "router": the router's softmax
     moa_inference: str = "top1"  # "top1" or "soft"
+    # OrchMoE routing options where the paper is silent (docs/methods.md, ambiguities 26-29)
+    orchmoe_gumbel: str = "example"  # one W_hat sample per example (PEFT Poly); "batch": one per block and forward
+    orchmoe_skill_init: float = 1e-3  # W_Skill ~ U(-a, a) (PEFT PolyRouter: 1e-3)
+    orchmoe_feature_norm: str = "none"  # "none": eq. 5 as written; "layer": pooled features centred and scaled
+    orchmoe_balance_weight: float = 0.0  # > 0: loss weight * (log T - entropy of the batch-mean w(X))
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdapterConfig":

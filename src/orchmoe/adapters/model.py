@@ -181,15 +181,24 @@ class MultiAdapterModel(nn.Module):
     def adapter_state_dict(self) -> dict:
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
 
-    def param_groups(self, lr: float, router_lr: float | None = None, weight_decay: float = 0.01) -> list[dict]:
-        """LoRA weights with weight decay at `lr`; router parameters without decay at `router_lr` (mttl: 0.1 for Poly)."""
-        adapters, routers = [], []
+    def param_groups(self, lr: float, router_lr: float | None = None, weight_decay: float = 0.01,
+                     task_router_lr: float | None = None) -> list[dict]:
+        """LoRA weights with weight decay at `lr`; router parameters without decay at `router_lr` (mttl: 0.1 for Poly).
+        `task_router_lr` (OrchMoE): the task router's Linear in a group of its own (None: with the other routers)."""
+        adapters, routers, task_routers = [], [], []
         for n, p in self.named_parameters():
             if p.requires_grad:
-                (adapters if ".bank." in f".{n}" else routers).append(p)
+                if ".bank." in f".{n}":
+                    adapters.append(p)
+                elif task_router_lr is not None and ".task_router." in f".{n}":
+                    task_routers.append(p)
+                else:
+                    routers.append(p)
         groups = [{"params": adapters, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
         if routers:
             groups.append({"params": routers, "lr": router_lr or lr, "weight_decay": 0.0, "name": "routers"})
+        if task_routers:
+            groups.append({"params": task_routers, "lr": task_router_lr, "weight_decay": 0.0, "name": "task_routers"})
         return groups
 
     # -- save / load / export ------------------------------------------------------------------------------------

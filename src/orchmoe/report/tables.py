@@ -27,6 +27,13 @@ def labels() -> dict:
     return {"base": BASE_LABEL, **{s.name: s.label for s in specs()}}
 
 
+def routed() -> tuple[str, ...]:
+    """Methods that learn a routing worth plotting and scoring (`routed=True` in their registry entry)."""
+    from orchmoe.adapters.registry import specs
+
+    return tuple(s.name for s in specs() if s.routed)
+
+
 def __getattr__(name):
     if name == "LABELS":
         return labels()
@@ -87,6 +94,12 @@ def _order(block: pd.DataFrame) -> list[str]:
     return sorted(method, key=lambda run: (rank.get(method[run], len(rank)), run))
 
 
+def _mean_sd(cell: pd.DataFrame) -> str:
+    """One seed has no sd: "—" rather than a misleading "± 0.00"."""
+    sd = f"{cell['sd'].iloc[0]:.2f}" if cell["n_seeds"].iloc[0] > 1 else "—"
+    return f"{cell['mean'].iloc[0]:.2f} ± {sd}"
+
+
 def main_table(agg: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (suite, split), block in agg.groupby(["suite", "split"], sort=True):
@@ -97,7 +110,7 @@ def main_table(agg: pd.DataFrame) -> pd.DataFrame:
                 for metric in SCORES:
                     cell = sel[(sel.base == base) & (sel.metric == metric)]
                     row[f"{base} {METRIC_LABELS[metric]}"] = (
-                        f"{cell['mean'].iloc[0]:.2f} ± {cell['sd'].iloc[0]:.2f}" if len(cell) else "–")
+                        _mean_sd(cell) if len(cell) else "–")
             row["Seeds"] = int(sel.n_seeds.max())
             rows.append(row)
     return pd.DataFrame(rows)
@@ -134,6 +147,9 @@ def build_tables(results, experiment: str, out_dir) -> pd.DataFrame:
         summary.setdefault(f"{r.suite}/{r.split}", {}).setdefault(r.base, {}).setdefault(r.run, {})[r.metric] = round(
             float(r.mean), 4)
     write_json(out / "summary.json", summary)
+    from .study import study_table
+
+    study_table(runs, out)  # seen vs held-out, differences to LoRA with paired bootstrap CIs (report/study.py)
     return agg
 
 

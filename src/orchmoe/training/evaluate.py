@@ -95,8 +95,9 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
         new = out if is_enc_dec else out[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         predicted = _predicted_domains(last)
-        skills = _skill_weights(model, last) if adapters else None
         nlls = _reference_nll(model, score(chunk), adapters, is_enc_dec or fmt == "glm", device, autocast)
+        # routing of the teacher-forced pass: the same prompt routing; MoE-LoRA's token weights over the sequence
+        skills = _skill_weights(model.cfg.method, model.last_routing()) if adapters else None
         for i, (r, text) in enumerate(zip(chunk, texts)):
             row = {"id": r["id"], "task": r["task"], "task_id": r.get("task_id"), "domain_id": r.get("domain_id"),
                    "prediction": text.strip(), "references": r["references"],
@@ -155,13 +156,17 @@ def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, de
     return classifier_accuracy(*feats(train), *feats(records), seed=seed)
 
 
-def _skill_weights(model, last: dict):
-    """OrchMoE: each example's skill weights alpha = w(X)^T W_hat in every block, concatenated (for Figure 3)."""
-    groups = [k for k, v in last.items() if "task_weights" in v]
+def _skill_weights(method: str, last: dict):
+    """Each example's skill weights in every router, concatenated (Figure 3, skill recovery): OrchMoE's
+    alpha = w(X)^T W_hat, MoE-LoRA's token weights averaged over the sequence, MoA's router softmax. Poly/MHR route
+    by task id: their allocation rows (routing.json) are the routing, not repeated per example."""
+    if method in ("lora", "poly", "mhr"):
+        return None
+    groups = sorted(k for k, v in last.items() if "skill_weights" in v or "domain_probs" in v)
     if not groups:
         return None
-    alloc = {r.name: r.allocation().cpu() for r in model.block_routers.values()}
-    return torch.cat([last[g]["task_weights"].float() @ alloc[g].float() for g in sorted(groups)], dim=-1).tolist()
+    parts = [last[g].get("skill_weights", last[g].get("domain_probs")).float() for g in groups]
+    return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=-1).tolist()
 
 
 def _per_example(last: dict, n: int) -> dict:

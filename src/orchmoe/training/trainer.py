@@ -32,6 +32,8 @@ from orchmoe.io import atomic_path, md5_file, read_jsonl
 from orchmoe.progress import progress
 from orchmoe.seeding import seed_everything
 
+from .diagnostics import router_diagnostics, routing_warnings
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     lr: float = 5e-5
     router_lr: float | None = None  # None = lr; mttl trains Poly routing logits at 0.1
+    # OrchMoE's task router (a Linear on d-dim features) trains at this lr; None = lr. router_lr is meant for
+    # allocation logits (T x S tables); on the task router it collapses w(X) to one abstract task (docs/methods.md)
+    task_router_lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     batch_size: int = 4
@@ -61,7 +66,7 @@ class TrainConfig:
                 "max_target_length"}
         for key, value in d.items():
             wanted = int if key in ints else float
-            optional = key in ("router_lr", "max_steps", "max_grad_norm")
+            optional = key in ("router_lr", "task_router_lr", "max_steps", "max_grad_norm")
             if value is None and optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int,) if wanted is int else (int, float)):
@@ -105,13 +110,15 @@ def run_fingerprint(adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: in
     return hashlib.md5(blob.encode()).hexdigest()
 
 
-def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows, fingerprint: str) -> None:
+def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows, fingerprint: str,
+                     router_rows=()) -> None:
     with atomic_path(work / f"step-{step}") as tmp:
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in model.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_state()}, tmp / "trainer_state.pt")
         (tmp / "log.json").write_text(json.dumps(log_rows))
+        (tmp / "router_log.json").write_text(json.dumps(list(router_rows)))
         # state.json is written last: a folder without it is never taken for a checkpoint
         (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     for old in work.glob("step-*"):  # keep only the newest
@@ -138,13 +145,14 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     steps_per_epoch = math.ceil(micro_per_epoch / train_cfg.grad_accum)
     # max_steps, when set, replaces epochs: that many optimiser steps, wrapping over reshuffled epochs
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
-    optimizer = torch.optim.AdamW(model.param_groups(train_cfg.lr, train_cfg.router_lr, train_cfg.weight_decay))
+    optimizer = torch.optim.AdamW(model.param_groups(train_cfg.lr, train_cfg.router_lr, train_cfg.weight_decay,
+                                                     train_cfg.task_router_lr or train_cfg.lr))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total), total)
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir)
-    step, log_rows = 0, []
+    step, log_rows, router_rows = 0, [], []
     ckpt = _latest_checkpoint(work)
     if ckpt is not None and json.loads((ckpt / "state.json").read_text()).get("fingerprint") != fingerprint:
         # the same job with changed config, seed or data (e.g. `dvc exp run -S train.lr=...`): its old state is
@@ -165,6 +173,8 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         _set_rng_state(state["rng"])
         step = json.loads((ckpt / "state.json").read_text())["step"]
         log_rows = json.loads((ckpt / "log.json").read_text())
+        if (ckpt / "router_log.json").is_file():
+            router_rows = json.loads((ckpt / "router_log.json").read_text())
         log.warning("resuming from %s (step %d of %d)", ckpt, step, total)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -191,6 +201,8 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
             parts["lm_loss"] = parts.get("lm_loss", 0.0) + out.loss.item() / len(chunk)
             for k, v in routing.items():
                 parts[f"{k}_loss"] = parts.get(f"{k}_loss", 0.0) + v.item() / len(chunk)
+        if (step + 1) % train_cfg.log_every == 0 or step + 1 == total:  # before the step: this step's gradients
+            router_rows += router_diagnostics(model, step + 1)
         if train_cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], train_cfg.max_grad_norm)
         optimizer.step()
@@ -205,9 +217,9 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
                              **{k: round(v, 6) for k, v in parts.items()}, "lr": scheduler.get_last_lr()[0],
                              "seconds": round(time.time() - start, 3)})
         if step % train_cfg.save_every == 0 and step < total:
-            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint)
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint, router_rows)
         if stop_after is not None and step >= stop_after:
-            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint)
+            _save_checkpoint(work, step, model, optimizer, scheduler, log_rows, fingerprint, router_rows)
             bar.close()
             return None
     bar.close()
@@ -215,6 +227,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         log.warning("truncated while training: %s (max_source_length=%d, max_target_length=%d)",
                     collate.truncated, train_cfg.max_source_length, train_cfg.max_target_length)
     model.train_log, model.truncated = log_rows, dict(collate.truncated)
+    model.router_log, model.routing_warnings = router_rows, routing_warnings(adapter_cfg.method, router_rows)
     return model
 
 
@@ -232,5 +245,15 @@ def write_outputs(out: Path, model) -> None:
     report = model.routing_report()
     report["allocation"] = {k: v.tolist() for k, v in report["allocation"].items()}
     report["truncated"] = truncated
+    report["warnings"] = getattr(model, "routing_warnings", [])
+    router_rows = getattr(model, "router_log", [])
+    if router_rows:  # router diagnostics per block (training/diagnostics.py), beside train_log.csv
+        with atomic_path(out / "router_log.csv") as tmp:
+            first = ["step", "block"]
+            keys = first + sorted({k for row in router_rows for k in row} - set(first))
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(router_rows)
     with atomic_path(out / "routing.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")

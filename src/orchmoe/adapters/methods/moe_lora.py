@@ -33,6 +33,8 @@ class MoELoRARouter(Router):
             flat = probs.reshape(-1, S)
             f = torch.nn.functional.one_hot(flat.argmax(-1), S).float().mean(0)
             self.ctx.add_loss("balance", self.balance_loss_weight * S * (f * flat.mean(0)).sum())
+        if self.ctx is not None:  # per-sequence mean over tokens, for the training diagnostics
+            self.ctx.readout[self.name] = {"skill_weights": (w.mean(1) if w.dim() == 3 else w).detach()}
         return w
 
 

@@ -3,10 +3,16 @@
 Task router, eq. 4-5, on X = the block's input hidden states over prompt tokens (RMS-normalised, padding masked):
     X_hat = softmax(X X^T / sqrt(d_k)) X + X,   w(X) = softmax(W_task mean_pool(X_hat) + b)   over T abstract tasks
 Skill router, eq. 6 (= PEFT's PolyRouter): logits W_skill (T x S), U(-1e-3, 1e-3);
-    W_hat = RelaxedBernoulli(1, W_skill).rsample() in training, sigmoid(W_skill) in evaluation; rows / row sum
+    W_hat = RelaxedBernoulli(1, W_skill).rsample() in training (one sample per example by default),
+    sigmoid(W_skill) in evaluation; rows / row sum
 Combination, eq. 3: alpha = w(X)^T W_hat (one weight per skill and example); delta_h = sum_s alpha_s B_s A_s x.
 One task router per block, shared by the block's q, k and v (the reading that reproduces Table 4's ratios).
+Options where the paper is silent (docs/methods.md, ambiguities 26-29): one Gumbel sample of W_hat per batch or per
+example (`orchmoe_gumbel`), the init scale of W_Skill, a parameter-free layer norm of the pooled features
+(`orchmoe_feature_norm`) and a balance term on the batch-mean w(X) (`orchmoe_balance_weight`).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +26,11 @@ class OrchMoERouter(PromptRouter):
     def __init__(self, cfg, d_model: int):
         super().__init__()
         self.task_router = nn.Linear(d_model, cfg.n_abstract_tasks)  # W_task (d_k x T) + bias
-        self.skill_logits = nn.Parameter(torch.empty(cfg.n_abstract_tasks, cfg.n_skills).uniform_(-1e-3, 1e-3))
+        a = cfg.orchmoe_skill_init
+        self.skill_logits = nn.Parameter(torch.empty(cfg.n_abstract_tasks, cfg.n_skills).uniform_(-a, a))
+        self.gumbel = cfg.orchmoe_gumbel
+        self.feature_norm = cfg.orchmoe_feature_norm
+        self.balance_weight = cfg.orchmoe_balance_weight
 
     def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 5 and the pooling, parameter-free: mean over prompt tokens of softmax(X X^T / sqrt(d)) X + X."""
@@ -29,13 +39,26 @@ class OrchMoERouter(PromptRouter):
         keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
         # SDPA scales by 1/sqrt(d) as eq. 5 does; padding keys are masked, padding queries are dropped by the pool.
         x_hat = F.scaled_dot_product_attention(x, x, x, attn_mask=keys[:, None, :]) + x
-        return mean_pool(x_hat, mask)
+        pooled = mean_pool(x_hat, mask)
+        if self.feature_norm == "layer":
+            # X_hat = attention + X has norm ~2 sqrt(d) and a large component shared by every prompt (the template):
+            # centring and scaling each pooled vector keeps the router logits O(1) at any d
+            pooled = F.layer_norm(pooled, pooled.shape[-1:])
+        return pooled
 
     def route_features(self, features):
         w = torch.softmax(self.task_router(features), dim=-1)  # eq. 4 + softmax over the T abstract tasks
-        alloc = gumbel_sigmoid_weights(self.skill_logits, self.training)  # (T, S), rows sum to 1
-        self.ctx.readout[self.name] = {"task_weights": w.detach()}
-        return w @ alloc  # (B, S)
+        if self.training and self.gumbel == "example":  # (B, T, S): each example its own sample, as Poly per task
+            logits = self.skill_logits.expand(w.shape[0], *self.skill_logits.shape)
+            alpha = torch.einsum("bt,bts->bs", w, gumbel_sigmoid_weights(logits, True))
+        else:
+            alpha = w @ gumbel_sigmoid_weights(self.skill_logits, self.training)  # (T, S) rows sum to 1 -> (B, S)
+        if self.training and self.balance_weight > 0:
+            mean = w.float().mean(0)
+            entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
+            self.ctx.add_loss("balance", self.balance_weight * (math.log(w.shape[-1]) - entropy))
+        self.ctx.readout[self.name] = {"task_weights": w.detach(), "skill_weights": alpha.detach()}
+        return alpha
 
 
     def allocation(self) -> torch.Tensor:
@@ -47,6 +70,14 @@ def _check(cfg, bad):
         cfg.n_abstract_tasks = cfg.n_tasks
     if not isinstance(cfg.n_abstract_tasks, int) or cfg.n_abstract_tasks < 1:
         bad("n_abstract_tasks", "must be a positive integer (default: n_tasks) for method 'orchmoe'")
+    if cfg.orchmoe_gumbel not in ("batch", "example"):
+        bad("orchmoe_gumbel", "must be 'batch' or 'example'")
+    if cfg.orchmoe_feature_norm not in ("none", "layer"):
+        bad("orchmoe_feature_norm", "must be 'none' or 'layer'")
+    if not cfg.orchmoe_skill_init > 0:
+        bad("orchmoe_skill_init", "must be positive")
+    if cfg.orchmoe_balance_weight < 0:
+        bad("orchmoe_balance_weight", "must be >= 0")
 
 
 SPEC = register_method(MethodSpec(
