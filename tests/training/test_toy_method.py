@@ -15,6 +15,7 @@ import yaml
 from orchmoe.adapters import registry
 from orchmoe.adapters.config import AdapterConfig
 from orchmoe.cli import main
+from orchmoe.errors import ConfigError
 from orchmoe.paths import checkpoint_dir, eval_dir
 
 from .conftest import FAST, TARGETS
@@ -35,13 +36,14 @@ class ToyMixRouter(Router):
     def __init__(self, cfg, d_in: int):
         super().__init__()
         self.logits = nn.Parameter(torch.zeros(cfg.n_skills))
+        self.temperature = cfg.options["temperature"]
 
     def weights(self, x):
-        return torch.softmax(self.logits, -1).expand(x.shape[0], -1)
+        return torch.softmax(self.logits / self.temperature, -1).expand(x.shape[0], -1)
 
 
 SPEC = register_method(MethodSpec(name="toymix", label="ToyMix", router=ToyMixRouter, defaults={"n_skills": 3},
-                                  paper={"rank": 2, "n_skills": 3}))
+                                  options={"temperature": 1.0}, paper={"rank": 2, "n_skills": 3}))
 '''
 
 
@@ -66,17 +68,22 @@ def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch):
 
     # the registry and its readers
     assert registry.methods()[-1] == "toymix" and "toymix" in registry.method_names()
-    assert AdapterConfig.from_dict({"method": "toymix", "target_modules": ["q"]}).n_skills == 3  # its default
+    cfg = AdapterConfig.from_dict({"method": "toymix", "target_modules": ["q"]})
+    assert cfg.n_skills == 3 and cfg.options == {"temperature": 1.0}  # its defaults
+    with pytest.raises(ConfigError, match="options=.*'temprature', not a setting of method 'toymix'"):
+        AdapterConfig.from_dict({"method": "toymix", "options": {"temprature": 2.0}})
     assert labels()["toymix"] == "ToyMix" and "toymix" in routed() and settings()["toymix"]["rank"] == 2
 
     # training and evaluation through the CLI, laid out as the workflow lays them out, then the tables
     results, exp, base = tmp_path / "results", "toy", "tiny-t5"
     ckpt = Path(checkpoint_dir(exp, suite.name, base, "toy", 0, results))
     ev = Path(eval_dir(exp, suite.name, base, "toy", 0, "eval", results))
-    adapter = json.dumps({"method": "toymix", "target_modules": TARGETS["t5"], "rank": 2})
+    adapter = json.dumps({"method": "toymix", "target_modules": TARGETS["t5"], "rank": 2,
+                          "options": {"temperature": 2.0}})
     assert main(["train", "--base", _tiny_spec("t5"), "--data", str(suite), "--adapter-config", adapter,
                  "--train-config", json.dumps(FAST), "--out", str(ckpt), "--work", str(tmp_path / "work")]) == 0
-    assert json.loads((ckpt / "run.json").read_text())["config"]["adapter"]["method"] == "toymix"
+    saved = json.loads((ckpt / "orchmoe_adapter.json").read_text())["orchmoe_adapter"]
+    assert saved["method"] == "toymix" and saved["options"] == {"temperature": 2.0}
     assert main(["evaluate", "--base", _tiny_spec("t5"), "--checkpoint", str(ckpt), "--data", str(suite),
                  "--out", str(ev), "--max-source-length", "96", "--max-target-length", "12"]) == 0
     assert json.loads((ev / "metrics.json").read_text())["n"] == 8
@@ -97,7 +104,7 @@ def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch):
     (tmp_path / "checkout").mkdir()
     checkout = copy_workflow(tmp_path / "checkout")
     cfg = yaml.safe_load((checkout / "config" / "demo.yaml").read_text())
-    cfg["methods"] = {"toy": {"method": "toymix", "rank": 2}}
+    cfg["methods"] = {"toy": {"method": "toymix", "rank": 2, "options": {"temperature": 2.0}}}
     (checkout / "config" / "toy.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv(registry.ENV, "")  # without the variable the dry run rejects the name, in one line
     refused = snakemake("--dry-run", "--configfile", "config/toy.yaml", "--cores", "1", cwd=checkout, check=False)

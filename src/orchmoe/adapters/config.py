@@ -38,6 +38,9 @@ class AdapterConfig:
     orchmoe_skill_init: float = 1e-3  # W_Skill ~ U(-a, a) (PEFT PolyRouter: 1e-3)
     orchmoe_feature_norm: str = "none"  # "none": eq. 5 as written; "layer": pooled features centred and scaled
     orchmoe_balance_weight: float = 0.0  # > 0: loss weight * (log T - entropy of the batch-mean w(X))
+    # A method's own settings, declared with their defaults in its registry entry (MethodSpec.options): a method
+    # added in one file needs no new field here
+    options: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdapterConfig":
@@ -57,6 +60,13 @@ class AdapterConfig:
             raise ConfigError(f"adapter config: {name}={getattr(self, name)!r} {why}")
 
         spec = registry.get(self.method)  # an unknown method: one line listing the registered ones
+        if not isinstance(self.options, dict):
+            bad("options", "must be a mapping of the method's own settings")
+        for key in self.options:
+            if key not in spec.options:
+                bad("options", f"has {key!r}, not a setting of method {self.method!r} "
+                               f"(its options: {', '.join(sorted(spec.options)) or 'none'})")
+        self.options = {**spec.options, **self.options}
         for name, value in spec.defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

@@ -36,6 +36,7 @@ class MethodSpec:
     router: type  # a routing.Router subclass: how the mixing weights over the LoRA bank are made
     order: int = 1000  # row order in tables (the papers' method order; new methods after the shipped ones)
     defaults: dict = field(default_factory=dict)  # AdapterConfig fields this method fills when unset (n_skills: 4)
+    options: dict = field(default_factory=dict)  # its own settings and their defaults: cfg.options[name]
     paper: dict = field(default_factory=dict)  # the paper's setting: `orchmoe params --method <name>`
     references: tuple = ()  # published numbers: {"match": {...}, "column", "value", "text", "source"}
     uses_n_tasks: bool = False  # sized by the suite's task count: n_tasks is filled from the suite's manifest

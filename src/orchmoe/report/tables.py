@@ -88,7 +88,7 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def _order(block: pd.DataFrame) -> list[str]:
-    """Runs in labels() order (the floor, then the registry's method order; unknown methods last), by name within one."""
+    """Runs in labels() order (the floor, then the registry's method order; unknown last), by name within one."""
     rank = {m: i for i, m in enumerate(labels())}
     method = dict(zip(block.run, block.method))
     return sorted(method, key=lambda run: (rank.get(method[run], len(rank)), run))
