@@ -47,6 +47,14 @@ SPEC = register_method(MethodSpec(name="toymix", label="ToyMix", router=ToyMixRo
 '''
 
 
+def test_a_method_module_that_does_not_import_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv(registry.ENV, "no_such_method_module")
+    monkeypatch.setattr(registry, "_loaded", False)
+    assert main(["methods"]) == 2
+    assert "ORCHMOE_METHODS: cannot import method module 'no_such_method_module'" in capsys.readouterr().err
+    monkeypatch.setattr(registry, "_loaded", False)
+
+
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
     folder = tmp_path / "methods"
@@ -61,7 +69,7 @@ def toy(tmp_path, monkeypatch):
     registry._loaded = False
 
 
-def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch):
+def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch, capsys):
     from orchmoe.adapters.paper import settings
     from orchmoe.report.figures import routed
     from orchmoe.report.tables import build_tables, labels
@@ -73,6 +81,7 @@ def test_toy_method_is_seen_everywhere(toy, tmp_path, suite, monkeypatch):
     with pytest.raises(ConfigError, match="options=.*'temprature', not a setting of method 'toymix'"):
         AdapterConfig.from_dict({"method": "toymix", "options": {"temprature": 2.0}})
     assert labels()["toymix"] == "ToyMix" and "toymix" in routed() and settings()["toymix"]["rank"] == 2
+    assert main(["methods"]) == 0 and "toymix     ToyMix" in capsys.readouterr().out
 
     # training and evaluation through the CLI, laid out as the workflow lays them out, then the tables
     results, exp, base = tmp_path / "results", "toy", "tiny-t5"
