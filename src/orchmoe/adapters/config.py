@@ -92,10 +92,6 @@ class AdapterConfig:
             bad("n_splits", f"is only used by method {' or '.join(map(repr, heads))}")
         if self.top_k is not None and not (1 <= self.top_k <= self.n_skills):
             bad("top_k", f"must be between 1 and n_skills={self.n_skills}")
-        if self.moa_train_routing not in ("gold", "router"):
-            bad("moa_train_routing", "must be 'gold' or 'router'")
-        if self.moa_inference not in ("top1", "soft"):
-            bad("moa_inference", "must be 'top1' or 'soft'")
         if self.alpha is not None and self.alpha <= 0:
             bad("alpha", "must be positive")
         if spec.check is not None:
