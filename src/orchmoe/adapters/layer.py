@@ -36,5 +36,23 @@ class AdaptedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        w = self._shared_router[0].weights(x)
-        return out + self.bank(x, w, self.mix).to(out.dtype)
+        router = self._shared_router[0]
+        w = router.weights(x)
+        ctx = router.ctx
+        if ctx is not None and not torch.is_grad_enabled():
+            # Generation: sequence-level routing is one cached tensor for the whole call, so the merged / reshaped
+            # bank matrices built from it are too; build them at the prompt, reuse them at every decoding step.
+            # Token routing (a new w every call) and recomputed routing rebuild them: the memo is keyed on w itself.
+            memo = ctx.plans.get(self)
+            if memo is not None and memo[0] is w and memo[1] == x.shape[0]:
+                plan = memo[2]
+            else:
+                plan = self.bank.plan(w, x.shape[0], self.mix)
+                ctx.plans[self] = (w, x.shape[0], plan)
+        else:
+            plan = self.bank.plan(w, x.shape[0], self.mix)
+        delta, alpha = self.bank.apply_plan(x, plan)
+        if delta.dtype != out.dtype:
+            delta = delta.to(out.dtype)
+        # the leftover scale (plain LoRA's alpha / r) rides on the residual add: no extra pass over the output
+        return out + delta if alpha == 1.0 else torch.add(out, delta, alpha=alpha)

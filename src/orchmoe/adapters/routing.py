@@ -20,6 +20,7 @@ class RoutingContext:
     encoder_hidden: torch.Tensor | None = None  # encoder-decoder: the encoder's output, read by decoder blocks
     encoder_features: torch.Tensor | None = None  # its parameter-free router features, shared by all decoder blocks
     cache: dict = field(default_factory=dict)   # group name -> per-sequence routing weights
+    plans: dict = field(default_factory=dict)   # adapted linear -> its bank plan, reused through a no-grad call
     losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
     readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
 
@@ -29,7 +30,29 @@ class RoutingContext:
 
 def masked_rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Parameter-free RMS norm: q/k/v of pre-LN blocks see norm(x) * gain; the residual stream x is unnormalised."""
+    if x.dtype == torch.float32:  # one fused kernel (and backward) instead of five element-wise passes
+        return torch.nn.functional.rms_norm(x, x.shape[-1:], eps=eps)
     return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
+
+
+def self_attention_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """mean over prompt tokens i of (softmax(X X^T / sqrt(d)) X + X)_i, keys restricted to prompt tokens (B, d).
+
+    Only the pooled vector is needed, so the mean is taken before the value product: with m the prompt mask and
+    n its count, mean_i (P X + X)_i = (m^T (P + I) / n) X. That is eq. 5 exactly, without the (B, L, d) attention
+    output and its backward (about half the cost of a fused attention kernel's forward + backward).
+    """
+    used = mask.bool().any(0).nonzero()
+    if len(used):  # positions after the batch's last prompt token (decoder-only targets) add nothing: cut them
+        last = int(used[-1]) + 1
+        x, mask = x[:, :last], mask[:, :last]
+    keys = mask.bool()
+    keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
+    bias = torch.zeros(keys.shape, dtype=x.dtype, device=x.device).masked_fill_(~keys, float("-inf"))
+    p = torch.softmax(torch.baddbmm(bias[:, None, :], x, x.transpose(1, 2), alpha=x.shape[-1] ** -0.5), dim=-1)
+    m = mask.to(x.dtype)[:, None, :]  # (B, 1, L)
+    n = m.sum(-1, keepdim=True).clamp_min(1.0)
+    return (torch.bmm(m, p).add_(m).div_(n) @ x).squeeze(1)
 
 
 def mean_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -78,6 +101,16 @@ class Router(nn.Module):
     def route_features(self, features: torch.Tensor) -> torch.Tensor:
         """Block routers: per-sequence mixing weights (B, S) from `features`."""
         raise NotImplementedError
+
+    def once_per_call(self, compute) -> torch.Tensor:
+        """Per-sequence weights of a module router: computed at its first call in a forward / generate call, then
+        reused (every decoding step of a generate call reads the same tensor)."""
+        if self.ctx is None:
+            return compute()
+        w = self.ctx.cache.get(self.name)
+        if w is None:
+            w = self.ctx.cache[self.name] = compute()
+        return w
 
     def cached(self) -> torch.Tensor:
         w = self.ctx.cache.get(self.name) if self.ctx is not None else None

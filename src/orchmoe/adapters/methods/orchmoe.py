@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..routing import PromptRouter, masked_rms_norm, mean_pool
+from ..routing import PromptRouter, masked_rms_norm, self_attention_pool
 from .poly import gumbel_sigmoid_weights
 from ..registry import MethodSpec, register_method
 
@@ -34,12 +34,7 @@ class OrchMoERouter(PromptRouter):
 
     def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 5 and the pooling, parameter-free: mean over prompt tokens of softmax(X X^T / sqrt(d)) X + X."""
-        x = masked_rms_norm(hidden.to(self.task_router.weight.dtype))
-        keys = mask.bool()
-        keys = keys | ~keys.any(1, keepdim=True)  # a row without prompt tokens attends everywhere instead of to NaN
-        # SDPA scales by 1/sqrt(d) as eq. 5 does; padding keys are masked, padding queries are dropped by the pool.
-        x_hat = F.scaled_dot_product_attention(x, x, x, attn_mask=keys[:, None, :]) + x
-        pooled = mean_pool(x_hat, mask)
+        pooled = self_attention_pool(masked_rms_norm(hidden.to(self.task_router.weight.dtype)), mask)
         if self.feature_norm == "layer":
             # X_hat = attention + X has norm ~2 sqrt(d) and a large component shared by every prompt (the template):
             # centring and scaling each pooled vector keeps the router logits O(1) at any d

@@ -42,6 +42,9 @@ class PolyRouter(Router):
         return ids.to(self.module_logits.device)
 
     def weights(self, x):
+        return self.once_per_call(self._weights)
+
+    def _weights(self):
         ids = self.task_ids()
         logits = self.module_logits[ids.clamp_min(0)].view(-1, self.n_splits, self.n_skills)
         w = gumbel_sigmoid_weights(logits, self.training)

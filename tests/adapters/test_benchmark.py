@@ -1,0 +1,66 @@
+"""benchmarks/adapter_overhead.py --quick: every configuration runs (ours and PEFT's, training and generation) and
+the report has the promised rows, ratios and target verdicts. Timings are not checked: they are the benchmark's."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("adapter_overhead", ROOT / "benchmarks" / "adapter_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _table(lines, title_start):
+    i = next(i for i, line in enumerate(lines) if line.startswith(title_start))
+    rows = []
+    for line in lines[i + 3:]:
+        if not line.startswith("| "):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return lines[i + 1], rows
+
+
+def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
+    docs = tmp_path / "methods.md"
+    docs.write_text("# Methods\n\n## Benchmark: adapter overhead (old)\n\nold numbers\n\n## Next section\nkept\n")
+    assert bench.main(["--quick", "--update-docs", str(docs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [bench.BASE, *bench.PEFT, *bench.OURS]
+    assert re.match(r"# load before \(/proc/loadavg 1/5/15 min\): ", lines[1])
+    for arch in ("t5", "llama"):
+        header, rows = _table(lines, f"{arch}: one training step")
+        assert header.startswith("| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | GFLOP |")
+        assert [r[0] for r in rows] == names
+        by = {r[0]: r for r in rows}
+        assert by["peft lora r32"][2] == "1.00"
+        assert float(by["lora r32"][3]) == pytest.approx(float(by["lora r32"][2]), abs=0.011)  # twin = PEFT LoRA
+        for name in bench.OURS:
+            assert by[name][5] in ("yes", "NO") and by[name][4].startswith("<= ")
+        assert by["poly 4xr8"][4] == "<= 1.00x PEFT twin" and by["orchmoe 4xr4"][4] == "<= 1.10x PEFT LoRA"
+        assert by["peft lora r32"][7] == "1.000" and float(by["lora r32"][7]) == pytest.approx(1.0, abs=0.01)
+        header, rows = _table(lines, f"{arch}: greedy generation")
+        assert header.startswith("| method | seconds | tokens/s | x base | x PEFT LoRA r32 |")
+        by = {r[0]: r for r in rows}
+        assert list(by) == names and by[bench.BASE][3] == "1.00" and float(by["moa 4xr8"][2]) > 0
+        assert by["orchmoe 4xr4"][7] in ("yes", "NO") and by["moe_lora 4xr8"][7] == ""  # token routing: no target
+        assert by["peft lora r32"][9] == "1.00" and int(by["orchmoe 4xr4"][8]) > 0
+    assert re.match(r"# targets met: \d+ of 22$", lines[-1])
+    text = docs.read_text()
+    assert "old numbers" not in text and text.endswith("## Next section\nkept\n")
+    assert "Command: `OMP_NUM_THREADS=" in text and "--quick" in text and lines[-1] in text
+
+
+def test_left_padding_for_decoder_only_generation(bench):
+    llama = bench.prompt_batch("llama", 4, 16, 100)["attention_mask"]
+    t5 = bench.prompt_batch("t5", 4, 16, 100)["attention_mask"]
+    assert (llama[:, -1] == 1).all() and llama[1:, 0].eq(0).all()  # left-padded: every row ends on a prompt token
+    assert (t5[:, 0] == 1).all() and t5[1:, -1].eq(0).all()
