@@ -210,6 +210,9 @@ CASES = [
          r"adapter config: rank='four' must be a positive integer"),
     Case("unknown-method", train_argv(adapter='{"method": "lorax", "rank": 2, "target_modules": ["q"]}'),
          r"adapter config: method='lorax' is not a known method"),
+    Case("method-option-typo", train_argv(adapter='{"method": "lora", "options": {"temprature": 2}, '
+                                              '"target_modules": ["q"]}'),
+         r"adapter config: options=\{'temprature': 2\} has 'temprature', not a setting of method 'lora'"),
     Case("adapter-config-not-json", train_argv(adapter="{method: lora"), r"'\{method: lora': neither a file nor a JSON object"),
     Case("train-key-typo", train_argv(train='{"max_step": 2}'), r"train config: unknown field 'max_step'"),
     Case("train-nonpositive-lr", train_argv(train='{"lr": 0}'), r"train config: lr=0 must be positive"),
