@@ -120,6 +120,8 @@ def test_every_method_generates_through_the_format(method):
     again = model.last_routing()
     first = [g for g in routing if g.replace(".", "__").split("layers__")[-1].split("__")[0] == "0"]
     assert first or method in ("lora", "moe_lora", "poly", "mhr")  # those have no per-example readout
+    if method == "moe_lora":  # routes every token (specials and generated ones included): no per-prompt routing
+        return
     for group in first:
         assert all(torch.allclose(again[group][k].float(), v.float(), atol=1e-5) for k, v in routing[group].items())
     weights, readout = prompt_routing(model, batch)  # `orchmoe route` / export read the same routing

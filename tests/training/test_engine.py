@@ -68,6 +68,9 @@ def test_moa_reports_router_and_classifier_accuracy(tmp_path, suite):
     correct = mean["classifier_accuracy"] * len(rows) / 100
     assert correct == pytest.approx(round(correct), abs=1e-2) and 0 <= round(correct) <= len(rows)
     assert {r["domain_id"] for r in rows} == {0, 1} and all(r["predicted_domain"] in (0, 1) for r in rows)
+    # the classifier's prediction per example (MoA Table 3 per domain) gives back the pooled accuracy
+    hits = [r["classifier_domain"] == r["domain_id"] for r in rows]
+    assert mean["classifier_accuracy"] == round(100.0 * sum(hits) / len(hits), 4)
     assert "train_data" in json.loads((tmp_path / "e" / "run.json").read_text())["inputs"]  # classifier's input
 
 

@@ -9,13 +9,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CONFIGS = ["demo", "ci", "superni-sample", "paper-orchmoe", "paper-moa", "study", "ablation"]
+CONFIGS = ["demo", "ci", "superni-sample", "paper-orchmoe", "paper-moa", "paper-orchmoe-mini", "paper-moa-mini", "study",
+           "ablation"]
 
 
 def copy_workflow(dest: Path) -> Path:
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(REPO / name, dest / name)
-    for name in ("workflow", "config", "src"):  # src: the rules' code params hash the package source
+    # src: the rules' code params hash the package source; tests/fixtures: the MoA mini's domain files
+    for name in ("workflow", "config", "src", "tests/fixtures"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shared = dest.parent / "shared"  # config/superni-sample.yaml reads ../shared/data/superni-sample
     if not shared.exists() and (REPO.parent / "shared").is_dir():

@@ -9,16 +9,21 @@ import yaml
 from .helpers import CONFIGS, REPO, copy_workflow, job_counts, snakemake
 
 # Expected counts follow from the configs (documented in docs/workflow.md), e.g. paper-orchmoe:
-# (2 suites x 3 bases x 5 methods + 5 abstract-task points + 12 rank-sweep points) x 3 seeds = 141 training jobs;
-# every run is evaluated on the eval and unseen splits, plus the no-adapter base per suite x base x split.
+# (Tables 1-2: 2 suites x 2 bases x 5 methods + Table 3: 2 suites x 2 bases x 5 methods at 10 epochs + Table 4:
+# 4 abstract-task points + Figure 2: 5 methods x 3 ranks) x 3 seeds = 177 training jobs; every run on its seen
+# tasks, the Table 2 runs (ni100, 1 epoch, T5-XXL and GLM-10B) and Table 4's on the unseen ones too: 59 x 3 + 14 x 3,
+# plus the no-adapter base per suite x base x split used (8) = 227 evaluations.
 EXPECTED = {
     # demo: (2 bases x (6 runs + 6 per-domain LoRAs)) x 1 seed; eval split for all + the no-adapter base, held-out
     # compositions (unseen) for all but the per-domain LoRAs: 24 + 2 + 12 + 2 = 40 evaluations
     "demo": {"train": 24, "evaluate": 40, "pretrain_base": 2, "domain_suite": 6, "total": 78},
     "ci": {"train": 8, "evaluate": 9, "pretrain_base": 1, "domain_suite": 2, "total": 26},
     "superni-sample": {"train": 10, "evaluate": 24, "pretrain_base": 1, "fetch_smollm2": 1, "total": 42},
-    "paper-orchmoe": {"train": 141, "evaluate": 294, "sample_suite": 2, "total": 441},
-    "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "total": 85},
+    "paper-orchmoe": {"train": 177, "evaluate": 227, "sample_suite": 2, "fetch_base": 3, "superni_download": 1,
+                      "params_table": 1, "paper_tables": 1, "paper_figures": 1, "total": 416},
+    "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "fetch_base": 1, "paper_tables": 1, "total": 88},
+    "paper-orchmoe-mini": {"train": 59, "evaluate": 81, "sample_suite": 2, "paper_tables": 1, "paper_figures": 1},
+    "paper-moa-mini": {"train": 12, "evaluate": 13, "domain_suite": 8, "paper_tables": 1},
     "study": {"train": 36, "evaluate": 56, "pretrain_base": 1, "domain_suite": 6, "total": 105},
     "ablation": {"train": 12, "evaluate": 13, "pretrain_base": 1, "total": 32},
 }
@@ -41,13 +46,34 @@ def test_dry_run_job_counts(wf, name):
 
 
 def test_moa_waits_for_single_lora_checkpoints(wf):
-    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moa/seed0", "-n", "-p", "--cores", "2",
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moa/seed0", "-n", "-p", "--cores", "2",
                     "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
     assert out.count("rule train:") == 9  # 8 single LoRAs + MoA
-    assert "--init-skills results/checkpoints/paper-moa/moa8/llama2-7b/single@finance/seed0" in out
-    out = snakemake("results/checkpoints/paper-moa/moa8/llama2-7b/moe_lora/seed0", "-n", "--cores", "2",
+    assert "--init-skills results/checkpoints/paper-moa/moa8/baichuan-7b/single@finance/seed0" in out
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moe_lora/seed0", "-n", "--cores", "2",
                     "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
-    assert out.count("rule train:") == 1  # the naive MoE-LoRA starts from scratch
+    assert out.count("rule train:") == 9  # the slides' MoE-LoRA starts from the single LoRAs too
+    out = snakemake("results/checkpoints/paper-moa/moa8/baichuan-7b/moe_lora_naive/seed0", "-n", "--cores", "2",
+                    "--configfile", "config/paper-moa.yaml", cwd=wf).stdout
+    assert out.count("rule train:") == 1  # MoE-LoRA (naive): "all LoRA modules are randomly initialized"
+
+
+def test_paper_orchmoe_spends_no_gpu_on_unused_outputs(wf):
+    """No second T = 100 run (orchmoe is T = number of tasks), unseen evaluations only where Tables 2 and 4 use
+    them, and every hub base fetched by a local rule before the GPU jobs that read its folder."""
+    out = snakemake("-n", "-p", "--cores", "2", "--configfile", "config/paper-orchmoe.yaml", cwd=wf).stdout
+    assert "n_abstract_tasks100" not in out and "orchmoe_T-n_abstract_tasks80" in out
+    unseen = {line.split("results/eval/paper-orchmoe/")[1].split("/seed")[0]
+              for line in out.splitlines() if line.strip().startswith("output: results/eval/") and line.endswith("/unseen")}
+    table2 = {f"ni100/{b}/{m}" for b in ("t5-xxl", "glm-10b") for m in ("lora", "moe_lora", "poly", "mhr", "orchmoe")}
+    table4 = {f"ni100/glm-10b/orchmoe_T-n_abstract_tasks{t}" for t in (80, 60, 40, 20)}
+    floors = {"ni100/t5-xxl/base", "ni100/glm-10b/base"}
+    assert unseen == table2 | table4 | floors
+    assert "--base models/paper-orchmoe/glm-10b" in out or "models/paper-orchmoe/glm-10b" in out
+    smk = (REPO / "workflow/rules/models.smk").read_text() + (REPO / "workflow/rules/data.smk").read_text()
+    for rule in ("fetch_base", "fetch_smollm2", "superni_download"):
+        block = smk[smk.index(f"rule {rule}:"):]
+        assert "localrule: True" in block[:block.index("shell:")], rule
 
 
 def test_moa_starts_from_peft_lora_folders_given_by_path(wf, tmp_path):

@@ -4,6 +4,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -53,11 +54,14 @@ for _name, _entry in config["methods"].items():
         config_error(f"methods.{_name}.method: {_entry['method']!r} is not one of {METHOD_NAMES}")
 
 EXP = config["experiment"]
+# The config file this run was started with (repository-relative): DVC params and `orchmoe params` read it.
+CONFIG_FILE = (os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles
+               else "config/demo.yaml")
 SEEDS = config["seeds"]
 SUITES = config["suites"]
 BASES = config["bases"]
 # Keys of a method entry that shape the DAG; everything else is an AdapterConfig field passed to `orchmoe train`.
-WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains")
+WORKFLOW_KEYS = ("per_domain", "init_from", "train", "sweep", "suites", "bases", "domains", "splits")
 
 
 def _sweep_points(entry):
@@ -180,19 +184,45 @@ def run_data(run):
 
 def base_dir(base):
     spec = BASES[base]
-    if spec["source"] == "pretrain":
+    if spec["source"] in ("pretrain", "hub"):
         return f"models/{EXP}/{base}"
     if spec["source"] == "smollm2":
         return "models/smollm2"
+    if spec["source"] == "tiny":
+        return json.dumps(tiny_spec(base), sort_keys=True)
     return spec["path"]  # a model folder or hub id given by the user
 
 
+def tiny_spec(base):
+    """A random-init twin as the loader's JSON spec (built identically, from its seed, in every job)."""
+    spec = BASES[base]
+    return {"source": "tiny", **{k: spec[k] for k in ("arch", "architecture") if k in spec}, **spec.get("tiny", {})}
+
+
+# Loader settings a hub base carries into every GPU job (the library's base spec keys).
+LOAD_KEYS = ("dtype", "trust_remote_code")
+
+
+def base_arg(base):
+    """What `orchmoe train/evaluate --base` gets: the local folder, or a JSON spec when loader settings apply."""
+    spec = BASES[base]
+    load = {k: spec[k] for k in LOAD_KEYS if k in spec}
+    if spec["source"] == "hub" and load:
+        return q({"source": "local", "path": base_dir(base), **load})
+    return q(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
+
+
+def fetch_spec(base):
+    """The hub base's spec for `orchmoe fetch-base` (everything but the workflow's own keys)."""
+    return {k: v for k, v in BASES[base].items() if k not in ("target_modules", "resources", "pretrain")}
+
+
 def base_target(base):
-    """The file/folder a job waits for (nothing for a user-supplied path or hub id)."""
+    """The file/folder a job waits for (nothing for a user-supplied path / hub id or a tiny twin)."""
     spec = BASES[base]
     if spec["source"] == "smollm2":
         return "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    return [] if spec["source"] == "path" else base_dir(base)
+    return [] if spec["source"] in ("path", "tiny") else base_dir(base)
 
 
 def ckpt(suite, base, run, seed):
@@ -207,13 +237,21 @@ def splits(suite):
     return ["eval", "unseen"] if SUITES[suite].get("n_unseen", 0) > 0 else ["eval"]
 
 
+def run_splits(run):
+    """The suite's splits, restricted by the method entry's `splits` (evaluations no table uses are not run)."""
+    want = config["methods"][run["entry"]].get("splits", splits(run["suite"]))
+    return [sp for sp in splits(run["suite"]) if sp in want]
+
+
 CHECKPOINTS = [ckpt(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS]
-# "base": the frozen base model without adapters, the floor row of every table. Per-domain single LoRAs are
-# evaluated too (MoA Table 2 reports them), on the whole suite.
-# Per-domain single LoRAs are MoA's ingredients: evaluated on the seen tasks only, not on held-out ones.
-EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r) in RUNS for seed in SEEDS for sp in splits(s)
-         if sp == "eval" or not RUNS[(s, b, r)]["domain"]]
-EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s in SUITES for b in BASES for sp in splits(s)]
+# Per-domain single LoRAs are MoA's ingredients: evaluated on their own domain's examples (MoA Tables 2 and 8: the
+# diagonal), on the seen tasks only, not on held-out ones. An entry's `splits` restricts the splits it is run on.
+EVALS = [eval_dir(s, b, r, seed, sp) for (s, b, r), run in RUNS.items() for seed in SEEDS for sp in run_splits(run)
+         if sp == "eval" or not run["domain"]]
+# "base": the frozen base model without adapters, the floor row of every table, on every suite x base x split
+# some run is evaluated on.
+FLOORS = sorted({(s, b, sp) for (s, b, r), run in RUNS.items() for sp in run_splits(run)})
+EVALS += [eval_dir(s, b, paths.BASE_RUN, SEEDS[0], sp) for s, b, sp in FLOORS]
 TABLE_DIR = f"results/tables/{EXP}"
 FIGURE_DIR = f"results/figures/{EXP}"
 TABLE_NAMES = ["main", "params"]
@@ -225,7 +263,16 @@ FIGURES = [f"{FIGURE_DIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "p
 FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("task_clustering", "router_diagnostics") for ext in ("csv", "md")]
 if SUITES[config.get("figures", {}).get("suite", list(SUITES)[0])]["source"] == "builtin":  # needs skills.json
     FIGURES += [f"{FIGURE_DIR}/{t}.{ext}" for t in ("skill_recovery", "routing_summary") for ext in ("csv", "md")]
+# The papers' own layouts (config `report:`), built by `orchmoe paper-tables` / `paper-figures`.
+REPORT = config.get("report", {})
+PAPER_TABLES = [f"{TABLE_DIR}/paper/{t}.{ext}" for t in REPORT.get("tables", {}) for ext in ("csv", "md", "tex")]
+PAPER_TABLES += [f"{TABLE_DIR}/paper/long.csv"] if REPORT.get("tables") else []  # one row per number
+PAPER_FIGURES = [f"{FIGURE_DIR}/paper/{f}.{ext}" for f in REPORT.get("figures", {}) for ext in ("png", "pdf")]
+PAPER_FIGURES += [f"{FIGURE_DIR}/paper/{f}.csv" for f in REPORT.get("figures", {})]
+# Parameter counts of every run from the architectures alone (`orchmoe params`), the paper's values beside.
+PARAMS_CSV = f"{TABLE_DIR}/paper/params.csv" if REPORT else None
 BASE_TARGETS = sorted({t for b in BASES for t in [base_target(b)] if t})
+HUB_BASES = [b for b, spec in BASES.items() if spec["source"] == "hub"]
 DATA_TARGETS = [f"{suite_dir(s)}/manifest.json" for s in SUITES] + [
     f"{run_data(r)}/manifest.json" for r in RUNS.values() if r["domain"]
 ]
@@ -244,6 +291,13 @@ def run_of(wildcards):
     if key not in RUNS:
         raise ValueError(f"no run {key} in config {EXP}")
     return RUNS[key]
+
+
+def eval_data(wildcards):
+    """Suite folder an evaluation reads: the run's training data folder (a domain's share for per-domain runs)."""
+    if wildcards.run == paths.BASE_RUN:
+        return suite_dir(wildcards.suite)
+    return run_data(run_of(wildcards))
 
 
 def train_inputs(wildcards):
@@ -295,13 +349,14 @@ def sample_flags(wildcards, input):
              f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
              f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
     flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
+    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
     if "skills" in input.keys():
         flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
     return " ".join(flags)
 
 
 def eval_inputs(wildcards):
-    inputs = {"data": f"{suite_dir(wildcards.suite)}/manifest.json", "base": base_target(wildcards.base)}
+    inputs = {"data": f"{eval_data(wildcards)}/manifest.json", "base": base_target(wildcards.base)}
     if wildcards.run != paths.BASE_RUN:
         inputs["checkpoint"] = ckpt(wildcards.suite, wildcards.base, wildcards.run, wildcards.seed)
     return inputs
@@ -309,3 +364,8 @@ def eval_inputs(wildcards):
 
 def figure_suite():
     return config.get("figures", {}).get("suite", list(SUITES)[0])
+
+
+def paper_figure_inputs(wildcards):
+    suites = sorted({f["suite"] for f in REPORT.get("figures", {}).values() if "suite" in f})
+    return {"evals": EVALS, "checkpoints": CHECKPOINTS, "suites": [f"{suite_dir(s)}/manifest.json" for s in suites]}

@@ -101,9 +101,11 @@ rule domain_suite:
 
 
 rule superni_download:
-    """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks)."""
+    """The full Super-NI task files (needs internet; point a suite's tasks_dir at data/raw/superni/tasks).
+    A local rule: on SLURM it runs on the submit host, which has internet; compute nodes may not."""
     output:
         directory("data/raw/superni/tasks"),
+    localrule: True
     params:
         code=code("superni-download"),
     threads: 1

@@ -9,8 +9,14 @@ def _rel(p):
     return os.path.relpath(p) if os.path.isabs(p) else p
 
 
-CONFIG_FILE = _rel(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "config/demo.yaml"
-# The target comes first: --configfile takes several values and would swallow a target written after it.
+def _present(keys):
+    """The config file's top-level keys among `keys` (DVC fails on a params key the file does not hold)."""
+    with open(CONFIG_FILE) as f:
+        raw = _yaml.safe_load(f) or {}
+    return [k for k in keys if k in raw]
+
+
+# CONFIG_FILE (common.smk): the config this run was started with. The target comes first: --configfile takes several values and would swallow a target written after it.
 def snakemake_cmd(target):
     # No mtime trigger: DVC restores files (pull, checkout, exp run) with fresh timestamps, and DVC's hashes already
     # decide which phase runs; inside it Snakemake reruns jobs whose params, code or input set changed.
@@ -43,16 +49,24 @@ def dvc_stages():
     data_rules += ["sample_primitives"] if primitives_dir() in [_rel(o) for o in data_outs] else []
     data_rules += ["domain_suite"] if any(r["domain"] for r in RUNS.values()) else []
     data_deps = common + ["workflow/rules/data.smk"] + code_deps(*data_rules)
-    data_deps += sorted({_rel(s["tasks_dir"]) for s in SUITES.values() if s["source"] == "superni"})
+    # Task folders the workflow downloads itself (superni_download) come from their own stage: the data stage
+    # cannot depend on a folder it creates.
+    downloaded = "data/raw/superni/tasks"
+    tasks_dirs = sorted({_rel(s["tasks_dir"]) for s in SUITES.values() if s["source"] == "superni"})
+    data_deps += tasks_dirs
     data_deps += sorted({s.get("domains_config", "config/domains.yaml") for s in SUITES.values()
                          if s["source"] == "domains"})
-    model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2")})
-    model_rules = [r for r, src in (("pretrain_base", "pretrain"), ("fetch_smollm2", "smollm2"))
+    model_outs = sorted({base_dir(b) for b, s in BASES.items() if s["source"] in ("pretrain", "smollm2", "hub")})
+    model_rules = [r for r, src in (("pretrain_base", "pretrain"), ("fetch_smollm2", "smollm2"), ("fetch_base", "hub"))
                    if any(s["source"] == src for s in BASES.values())]
-    stages = {
-        "data": {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
-                 "params": [{CONFIG_FILE: ["builtin", "suites"]}], "outs": [{o: {"persist": True}} for o in data_outs]},
-    }
+    stages = {}
+    if downloaded in tasks_dirs:
+        stages["download"] = {"cmd": snakemake_cmd("superni_download"),
+                              "deps": ["workflow/rules/data.smk"] + code_deps("superni_download"),
+                              "outs": [{downloaded: {"persist": True}}]}
+    stages["data"] = {"cmd": snakemake_cmd("data_all"), "deps": data_deps,
+                      "params": [{CONFIG_FILE: _present(["builtin", "suites"])}],
+                      "outs": [{o: {"persist": True}} for o in data_outs]}
     if model_outs:
         stages["models"] = {"cmd": snakemake_cmd("models_all"),
                             "deps": common + ["workflow/rules/models.smk"] + code_deps(*model_rules)
@@ -69,18 +83,26 @@ def dvc_stages():
     stages["evaluate"] = {
         "cmd": snakemake_cmd("evaluate_all"),
         "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate")
-        + [suite_dir(s) for s in SUITES] + model_outs + CHECKPOINTS,
+        + suite_out + model_outs + CHECKPOINTS,  # per-domain runs are evaluated on their domain's folder
         "params": [{CONFIG_FILE: ["evaluate"] + base_keys(only=("path",))}],
         "outs": [{e: {"persist": True}} for e in EVALS]}
     summary = f"{TABLE_DIR}/summary.json"
     stages["tables"] = {
         "cmd": snakemake_cmd("tables_all"),
-        "deps": ["workflow/rules/aggregate.smk"] + code_deps("tables") + CHECKPOINTS + EVALS,
-        "outs": [t for t in TABLES if t != summary], "metrics": [summary]}
+        "deps": ["workflow/rules/aggregate.smk"] + code_deps("tables", *(["params_table", "paper_tables"] if REPORT else []))
+        + CHECKPOINTS + EVALS,
+        "outs": [t for t in TABLES if t != summary] + PAPER_TABLES + ([PARAMS_CSV] if PARAMS_CSV else []),
+        "metrics": [summary]}
     stages["figures"] = {
         "cmd": snakemake_cmd("figures_all"),
-        "deps": ["workflow/rules/report.smk"] + code_deps("figures") + data_outs + CHECKPOINTS + EVALS,
-        "outs": FIGURES}
+        "deps": ["workflow/rules/report.smk"] + code_deps("figures", *(["paper_figures"] if REPORT else []))
+        + data_outs + CHECKPOINTS + EVALS,
+        "outs": FIGURES + PAPER_FIGURES}
+    if REPORT:  # the layouts are config, so a change to them reruns the report stages
+        for name in ("tables", "figures"):
+            stages[name]["params"] = [{CONFIG_FILE: ["report"]}]
+        # `orchmoe params` reads the base architectures
+        stages["tables"]["params"][0][CONFIG_FILE] += base_keys(exclude=("target_modules", "resources"))
     plots = [f"{FIGURE_DIR}/{f}.png" for f in FIGURE_NAMES]
     return {"stages": stages, "metrics": [summary], "plots": plots}
 

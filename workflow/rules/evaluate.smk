@@ -1,5 +1,5 @@
 # Evaluation: generation + Super-NI metrics for every checkpoint on the suite's eval split (and the unseen-task
-# split where the suite has one), plus the frozen base model without adapters ("base"), the floor of every table.
+# split where the suite has one and the method entry asks for it), plus the frozen base model without adapters ("base"), the floor of every table.
 
 
 rule evaluate:
@@ -12,10 +12,11 @@ rule evaluate:
         seed="[0-9]+",
         split="eval|unseen",
     params:
-        base=lambda w: base_dir(w.base),
-        data=lambda w: suite_dir(w.suite),
+        base=lambda w: base_arg(w.base),
+        data=eval_data,
         checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
+        beams=f"--num-beams {config['evaluate']['num_beams']}" if "num_beams" in config["evaluate"] else "",
         code=code("evaluate"),
     threads: 1
     resources:
@@ -30,4 +31,4 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
         " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"
         " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
-        " > {log} 2>&1"
+        " {params.beams} > {log} 2>&1"

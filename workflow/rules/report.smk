@@ -31,3 +31,30 @@ rule figures:
     shell:
         "orchmoe figures --experiment {params.experiment} --results results --data {params.suite} {params.skills}"
         " --out {params.out} > {log} 2>&1"
+
+
+rule paper_figures:
+    """The papers' figure layouts (config `report.figures`): OrchMoE Figure 2 (a line per method across ranks) and
+    Figure 3 (one run's dendrogram + allocation heatmap)."""
+    input:
+        unpack(paper_figure_inputs),
+    output:
+        [report(f, category="Paper figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f
+         for f in PAPER_FIGURES],
+    params:
+        spec=shlex.quote(json.dumps(REPORT.get("figures", {}))),  # key order = line order
+        out=f"{FIGURE_DIR}/paper",
+        experiment=EXP,
+        data=f"data/processed/{EXP}",
+        code=code("paper-figures"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"logs/{EXP}/report/paper_figures.log",
+    conda:
+        "../envs/orchmoe.yaml"
+    shell:
+        "orchmoe paper-figures --experiment {params.experiment} --results results --data {params.data} --spec {params.spec}"
+        " --out {params.out} > {log} 2>&1"

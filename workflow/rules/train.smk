@@ -12,7 +12,7 @@ rule train:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
     params:
-        base=lambda w: base_dir(w.base),
+        base=lambda w: base_arg(w.base),
         data=lambda w: run_data(run_of(w)),
         adapter=lambda w: q(run_of(w)["adapter"]),
         train=lambda w: q(run_of(w)["train"]),

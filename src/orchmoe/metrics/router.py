@@ -11,13 +11,23 @@ def router_accuracy(predicted: list[int], gold: list[int]) -> float | None:
     return round(100.0 * sum(p == g for p, g in pairs) / len(pairs), 4) if pairs else None
 
 
+def classifier_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                           seed: int = 0) -> np.ndarray | None:
+    """Logistic regression fitted on the labelled training features -> a predicted domain per test example."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep_tr = train_y >= 0
+    if len(set(train_y[keep_tr].tolist())) < 2:
+        return None
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x[keep_tr], train_y[keep_tr])
+    return clf.predict(test_x)
+
+
 def classifier_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                         seed: int = 0) -> float | None:
     """Logistic regression fitted on training features -> percent accuracy on the test features."""
-    from sklearn.linear_model import LogisticRegression
-
-    keep_tr, keep_te = train_y >= 0, test_y >= 0
-    if keep_te.sum() == 0 or len(set(train_y[keep_tr].tolist())) < 2:
+    keep_te = test_y >= 0
+    pred = classifier_predictions(train_x, train_y, test_x, seed) if keep_te.sum() else None
+    if pred is None:
         return None
-    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(train_x[keep_tr], train_y[keep_tr])
-    return round(100.0 * float((clf.predict(test_x[keep_te]) == test_y[keep_te]).mean()), 4)
+    return round(100.0 * float((pred[keep_te] == test_y[keep_te]).mean()), 4)

@@ -19,6 +19,22 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_figures)
 
+    p = sub.add_parser("paper-tables", help="the papers' table layouts (config report.tables) from evaluation results")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--results", default="results")
+    p.add_argument("--spec", required=True, help="JSON object: the config's report.tables")
+    p.add_argument("--params", help="`orchmoe params --out` CSV (ratios / the papers' values)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_paper_tables)
+
+    p = sub.add_parser("paper-figures", help="the papers' figure layouts (config report.figures)")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--results", default="results")
+    p.add_argument("--data", required=True, help="folder holding the experiment's suites (data/processed/<exp>)")
+    p.add_argument("--spec", required=True, help="JSON object: the config's report.figures")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_paper_figures)
+
     p = sub.add_parser("trace", help="print the chain behind one table cell (from run JSONs and dvc.lock)")
     p.add_argument("--tables", required=True, help="table folder holding metrics_long.csv")
     p.add_argument("--base", required=True)
@@ -46,6 +62,34 @@ def _figures(a):
 
     build_figures(a.results, a.experiment, a.data, a.out, a.skills)
     print(f"figures in {a.out}")
+
+
+def _spec(text: str) -> dict:
+    import json
+
+    from orchmoe.errors import ConfigError
+
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--spec: not a JSON object ({e})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError("--spec: not a JSON object")
+    return spec
+
+
+def _paper_tables(a):
+    from .paper_tables import build_paper_tables
+
+    for name in build_paper_tables(a.results, a.experiment, _spec(a.spec), a.out, a.params):
+        print((Path(a.out) / f"{name}.md").read_text())
+
+
+def _paper_figures(a):
+    from .paper_figures import build_paper_figures
+
+    names = build_paper_figures(a.results, a.experiment, _spec(a.spec), a.data, a.out)
+    print(f"figures {', '.join(names)} in {a.out}")
 
 
 def _trace(a):

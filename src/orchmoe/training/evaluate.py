@@ -20,7 +20,7 @@ from orchmoe.data.batching import make_collator
 from orchmoe.errors import DataError
 from orchmoe.io import read_jsonl
 from orchmoe.metrics.lm import bleu, perplexity, token_nll
-from orchmoe.metrics.router import classifier_accuracy, router_accuracy
+from orchmoe.metrics.router import classifier_predictions, router_accuracy
 from orchmoe.metrics.superni import grouped_metrics
 from orchmoe.progress import progress
 
@@ -106,12 +106,17 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
                 row["skill_weights"] = [round(float(x), 5) for x in skills[i]]
             if predicted is not None:
                 row["predicted_domain"] = int(predicted[i])
+            if classifier is not None:  # per example, so MoA Table 3 can report it per domain
+                row["classifier_domain"] = int(classifier[k + i])
             rows.append(row)
         bar.update(len(chunk))
     bar.close()
     metrics = metrics_from_predictions(rows, xlingual_tokenizer)
     if classifier is not None:
-        metrics["mean"]["classifier_accuracy"] = classifier
+        acc = router_accuracy([r["classifier_domain"] for r in rows],
+                              [r["domain_id"] if r.get("domain_id") is not None else -1 for r in rows])
+        if acc is not None:
+            metrics["mean"]["classifier_accuracy"] = acc
     return rows, metrics
 
 
@@ -142,9 +147,9 @@ def _reference_nll(model, batch: dict, adapters: bool, aligned: bool, device: st
     return [token_nll(logits[i:i + 1], labels[i:i + 1], shift=not aligned) for i in range(labels.shape[0])]
 
 
-def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device) -> float | None:
+def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device):
     """MoA Table 3's comparison: logistic regression on the frozen base's pooled prompt features, fitted on the
-    suite's training examples and scored on the evaluated split."""
+    suite's training examples; its predicted domain for each evaluated example (None without two labelled domains)."""
     train = read_jsonl(Path(suite_dir) / "train.jsonl")
 
     def feats(rs):
@@ -153,7 +158,8 @@ def _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, de
         ys = [r["domain_id"] if r.get("domain_id") is not None else -1 for r in rs]
         return torch.cat(xs).numpy(), np.array(ys)
 
-    return classifier_accuracy(*feats(train), *feats(records), seed=seed)
+    train_x, train_y = feats(train)
+    return classifier_predictions(train_x, train_y, feats(records)[0], seed=seed)
 
 
 def _skill_weights(method: str, last: dict):
