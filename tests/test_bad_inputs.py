@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from orchmoe.adapters.config import METHODS
+from orchmoe.adapters.registry import method_names
 from orchmoe.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +210,9 @@ CASES = [
          r"adapter config: rank='four' must be a positive integer"),
     Case("unknown-method", train_argv(adapter='{"method": "lorax", "rank": 2, "target_modules": ["q"]}'),
          r"adapter config: method='lorax' is not a known method"),
+    Case("method-option-typo", train_argv(adapter='{"method": "lora", "options": {"temprature": 2}, '
+                                              '"target_modules": ["q"]}'),
+         r"adapter config: options=\{'temprature': 2\} has 'temprature', not a setting of method 'lora'"),
     Case("adapter-config-not-json", train_argv(adapter="{method: lora"), r"'\{method: lora': neither a file nor a JSON object"),
     Case("train-key-typo", train_argv(train='{"max_step": 2}'), r"train config: unknown field 'max_step'"),
     Case("train-nonpositive-lr", train_argv(train='{"lr": 0}'), r"train config: lr=0 must be positive"),
@@ -339,7 +342,7 @@ def _break(cfg: dict, how: str) -> dict:
 WORKFLOW_CASES = [
     ("typo", r"seeds_typo"),
     ("wrong-type", r"'zero' is not of type 'array'"),
-    ("unknown-method", re.escape(f"'lorax' is not one of {list(METHODS)}")),
+    ("unknown-method", r"methods\.\w+\.method: " + re.escape(f"'lorax' is not one of {method_names()}")),
     ("unknown-domain-source", r"'superduper' is not one of"),
     # cross-references, checked before the run table is built (common.smk check_references)
     ("method-unknown-base", r"methods\.lora\.bases: unknown base 'tiny-t6'"),

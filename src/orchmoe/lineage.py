@@ -15,6 +15,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent  # the folder holding the `orchmoe` package
 PACKAGE = "orchmoe"
+# Packages whose modules are found at run time, not imported by name (adapters/registry.py imports every method
+# file): reaching the package reaches all of its modules.
+DISCOVERED = ("orchmoe.adapters.methods",)
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,6 +71,8 @@ def _closure(modules: set[str], src: Path) -> set[Path]:
         path = _file(m, src)
         tree = _parse(path)
         todo.extend(_imported(tree.body, m, path.name == "__init__.py", src) - seen)
+        if m in DISCOVERED:
+            todo.extend(f"{m}.{p.stem}" for p in sorted(path.parent.glob("*.py")) if p.stem != "__init__")
     return {_file(m, src) for m in seen}
 
 

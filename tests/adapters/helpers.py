@@ -4,20 +4,21 @@ from __future__ import annotations
 import torch
 
 from orchmoe.adapters import attach_adapters
-from orchmoe.adapters.config import METHODS as ALL_METHODS
+from orchmoe.adapters import registry
 from orchmoe.models.tiny import build_tiny
 
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"],
            "glm": ["query_key_value:q,k,v"],  # glm: the GLM layout's fused projection as three LoRAs
            "baichuan": ["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"]}  # MoA's base: every linear
-METHODS = list(ALL_METHODS)  # the registry (orchmoe.adapters.config.METHODS): a new method is tested everywhere
+METHODS = list(registry.methods())  # the registry (adapters/registry.py): a new method is tested everywhere
 
 
 def method_config(method: str, arch: str, **overrides) -> dict:
     cfg = {"method": method, "target_modules": TARGETS[arch], "rank": 4}
-    if method in ("poly", "mhr", "orchmoe"):
+    spec = registry.get(method)
+    if spec.uses_n_tasks or spec.task_ids:
         cfg["n_tasks"] = 3
-    if method == "mhr":
+    if spec.multi_head:
         cfg["n_splits"] = 2
     cfg.update(overrides)
     return cfg

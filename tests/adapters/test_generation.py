@@ -4,9 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from orchmoe.adapters import registry
+
 from .helpers import TARGETS, adapted, randomise_B
 
-SEQUENCE_METHODS = ["poly", "mhr", "orchmoe", "moa"]
+# from the registry: every routed method, and those routing once per sequence (block routers, task-id routing)
+ROUTED = [s.name for s in registry.specs() if s.routed]
+SEQUENCE_METHODS = [s.name for s in registry.specs() if s.routed and (s.router.scope == "block" or s.task_ids)]
 
 
 def _prompts(arch):
@@ -39,7 +43,7 @@ def _logits_by_recomputation(model, arch, ids, mask, generated, task_ids, domain
 
 
 @pytest.mark.parametrize("arch", ["t5", "llama", "gpt2", "glm", "baichuan"])
-@pytest.mark.parametrize("method", SEQUENCE_METHODS + ["moe_lora"])
+@pytest.mark.parametrize("method", ROUTED)
 def test_cached_greedy_generation_equals_recomputation(arch, method):
     model = adapted(arch, method).eval()
     randomise_B(model, std=0.5)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from orchmoe.adapters import registry
 from orchmoe.adapters.config import METHODS
 from orchmoe.cli import main
 from orchmoe.metrics.superni import compute_metrics
@@ -17,7 +18,7 @@ from .conftest import tiny_spec as _tiny_spec
 @pytest.mark.parametrize("method", METHODS)
 def test_train_then_evaluate_every_method(tmp_path, suite, arch, method):
     adapter = {"method": method, "target_modules": TARGETS[arch], "rank": 2}
-    if method == "mhr":
+    if registry.get(method).multi_head:  # MHR: two heads
         adapter["n_splits"] = 2
     out, ev = tmp_path / "ckpt", tmp_path / "eval"
     assert main(["train", "--base", _tiny_spec(arch), "--data", str(suite), "--adapter-config", json.dumps(adapter),

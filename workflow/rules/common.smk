@@ -21,8 +21,10 @@ REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
 def _package_module(name):
     """orchmoe.<name> from this checkout's src/, loaded by path (stdlib-only modules: lineage, paths), so the
     Snakefile needs neither the installed package nor torch."""
-    spec = importlib.util.spec_from_file_location(f"_orchmoe_{name}", REPO_DIR / "src" / "orchmoe" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_orchmoe_{name.replace('/', '_')}",
+                                                  REPO_DIR / "src" / "orchmoe" / f"{name}.py")
     loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up while the file runs
     spec.loader.exec_module(loaded)
     return loaded
 
@@ -44,6 +46,12 @@ except WorkflowError as e:  # Snakemake prints the whole schema; say which key a
     if not isinstance(cause, jsonschema.ValidationError):
         raise
     config_error(f"{'.'.join(map(str, cause.absolute_path)) or '(top level)'}: {cause.message}")
+
+# The schema's enum of methods is the registry's (the shipped method files and $ORCHMOE_METHODS), read without torch.
+METHOD_NAMES = _package_module("adapters/registry").method_names()
+for _name, _entry in config["methods"].items():
+    if "method" in _entry and _entry["method"] not in METHOD_NAMES:
+        config_error(f"methods.{_name}.method: {_entry['method']!r} is not one of {METHOD_NAMES}")
 
 EXP = config["experiment"]
 # The config file this run was started with (repository-relative): DVC params and `orchmoe params` read it.

@@ -1,4 +1,5 @@
-"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE / MoA Table 4) on the meta device."""
+"""`orchmoe params`: trainable parameters and adapter-to-base ratio (OrchMoE / MoA Table 4) on the meta device;
+`orchmoe methods`: the method registry."""
 from __future__ import annotations
 
 
@@ -18,6 +19,17 @@ def register(sub) -> None:
                         "suites with n_tasks: all")
     p.add_argument("--out", help="also write the rows as CSV (atomically)")
     p.set_defaults(func=_params)
+    m = sub.add_parser("methods", help="list the registered methods (adapters/registry.py; ORCHMOE_METHODS adds more)")
+    m.set_defaults(func=_methods)
+
+
+def _methods(args) -> None:
+    from .registry import specs
+
+    for s in specs():
+        needs = [k for k in ("task_ids", "domain_ids") if getattr(s, k)]
+        print(f"{s.name:<10} {s.label:<10} {s.router.__module__}.{s.router.__name__}  paper={s.paper}"
+              + (f"  options={s.options}" if s.options else "") + (f"  needs {', '.join(needs)}" if needs else ""))
 
 
 def _fmt(value, spec=","):
@@ -44,7 +56,8 @@ def _params(args) -> None:
 
     from orchmoe.errors import ConfigError
 
-    from .paper import SETTINGS
+    from . import registry
+    from .paper import settings
     from .params import COLUMNS, config_rows, count_parameters
 
     if args.config:
@@ -75,9 +88,9 @@ def _params(args) -> None:
                                           else ["q_proj", "k_proj", "v_proj"])
         rows = []
         for spec in args.method:
-            cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **SETTINGS.get(spec, {})}
+            cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **settings().get(spec, {})}
             cfg.setdefault("target_modules", targets)
-            if cfg["method"] in ("poly", "mhr", "orchmoe"):
+            if registry.get(cfg.get("method", "lora")).uses_n_tasks:
                 cfg.setdefault("n_tasks", args.n_tasks)
             c = count_parameters(config, cfg)
             rows.append({"base": args.architecture or args.model_config, "run": c["method"], "method": c["method"],

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 
 from orchmoe.errors import ConfigError
 
-METHODS = ("lora", "moe_lora", "poly", "mhr", "orchmoe", "moa")
+from . import registry
+
+
+def __getattr__(name):
+    if name == "METHODS":  # the registered method names, in table order (adapters/registry.py)
+        return registry.methods()
+    raise AttributeError(name)
 
 
 @dataclass
@@ -32,6 +38,9 @@ class AdapterConfig:
     orchmoe_skill_init: float = 1e-3  # W_Skill ~ U(-a, a) (PEFT PolyRouter: 1e-3)
     orchmoe_feature_norm: str = "none"  # "none": eq. 5 as written; "layer": pooled features centred and scaled
     orchmoe_balance_weight: float = 0.0  # > 0: loss weight * (log T - entropy of the batch-mean w(X))
+    # A method's own settings, declared with their defaults in its registry entry (MethodSpec.options): a method
+    # added in one file needs no new field here
+    options: dict = field(default_factory=dict)
     # poly reference "oracle": a fixed task-skill allocation (n_tasks x n_skills rows, from the ground-truth skill
     # map) instead of learned logits; task_names name its rows, so held-out tasks are routed by name
     oracle_allocation: list | None = None
@@ -54,16 +63,23 @@ class AdapterConfig:
         def bad(name, why):
             raise ConfigError(f"adapter config: {name}={getattr(self, name)!r} {why}")
 
-        if self.method not in METHODS:
-            bad("method", f"is not a known method ({', '.join(METHODS)})")
+        spec = registry.get(self.method)  # an unknown method: one line listing the registered ones
+        if not isinstance(self.options, dict):
+            bad("options", "must be a mapping of the method's own settings")
+        for key in self.options:
+            if key not in spec.options:
+                bad("options", f"has {key!r}, not a setting of method {self.method!r} "
+                               f"(its options: {', '.join(sorted(spec.options)) or 'none'})")
+        self.options = {**spec.options, **self.options}
+        for name, value in spec.defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if not isinstance(self.rank, int) or self.rank < 1:
             bad("rank", "must be a positive integer")
         if self.n_skills is None:
-            self.n_skills = 1 if self.method == "lora" else 4
+            self.n_skills = 4
         if not isinstance(self.n_skills, int) or self.n_skills < 1:
             bad("n_skills", "must be a positive integer")
-        if self.method == "lora" and self.n_skills != 1:
-            bad("n_skills", "must be 1 for method 'lora'")
         if not 0.0 <= self.dropout < 1.0:
             bad("dropout", "must be in [0, 1)")
         if not self.target_modules:
@@ -71,33 +87,19 @@ class AdapterConfig:
         from .fused import fused_targets
 
         fused_targets(self.target_modules)  # a malformed "module:slices" entry raises, naming it
-        if self.method in ("poly", "mhr") and (not isinstance(self.n_tasks, int) or self.n_tasks < 1):
+        if spec.task_ids and (not isinstance(self.n_tasks, int) or self.n_tasks < 1):
             bad("n_tasks", f"must be a positive integer for method {self.method!r} (it routes by task id)")
-        if self.method == "orchmoe":
-            if self.n_abstract_tasks is None:
-                self.n_abstract_tasks = self.n_tasks
-            if not isinstance(self.n_abstract_tasks, int) or self.n_abstract_tasks < 1:
-                bad("n_abstract_tasks", "must be a positive integer (default: n_tasks) for method 'orchmoe'")
         if not isinstance(self.n_splits, int) or self.n_splits < 1:
             bad("n_splits", "must be a positive integer")
-        if self.method != "mhr" and self.n_splits != 1:
-            bad("n_splits", "is only used by method 'mhr'")
+        if not spec.multi_head and self.n_splits != 1:
+            heads = [s.name for s in registry.specs() if s.multi_head]
+            bad("n_splits", f"is only used by method {' or '.join(map(repr, heads))}")
         if self.top_k is not None and not (1 <= self.top_k <= self.n_skills):
             bad("top_k", f"must be between 1 and n_skills={self.n_skills}")
-        if self.moa_train_routing not in ("gold", "router"):
-            bad("moa_train_routing", "must be 'gold' or 'router'")
-        if self.moa_inference not in ("top1", "soft"):
-            bad("moa_inference", "must be 'top1' or 'soft'")
-        if self.orchmoe_gumbel not in ("batch", "example"):
-            bad("orchmoe_gumbel", "must be 'batch' or 'example'")
-        if self.orchmoe_feature_norm not in ("none", "layer"):
-            bad("orchmoe_feature_norm", "must be 'none' or 'layer'")
-        if not self.orchmoe_skill_init > 0:
-            bad("orchmoe_skill_init", "must be positive")
-        if self.orchmoe_balance_weight < 0:
-            bad("orchmoe_balance_weight", "must be >= 0")
         if self.alpha is not None and self.alpha <= 0:
             bad("alpha", "must be positive")
+        if spec.check is not None:
+            spec.check(self, bad)
         if self.oracle_allocation is not None:
             rows = self.oracle_allocation
             if self.method != "poly":
@@ -114,4 +116,4 @@ class AdapterConfig:
         if self.alpha is not None:
             return self.alpha / self.rank
         # PEFT's Poly (and mttl) scale by 1/r; PEFT's LoRA default is alpha = r (scaling 1).
-        return 1.0 / self.rank if self.method in ("poly", "mhr") else 1.0
+        return 1.0 / self.rank if registry.get(self.method).scale_by_rank else 1.0

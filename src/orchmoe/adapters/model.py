@@ -18,7 +18,7 @@ from .bank import LoRABank
 from .config import AdapterConfig
 from .fused import FusedAdaptedLinear, SliceAdapter, fused_targets
 from .layer import AdaptedLinear, linear_dims
-from .methods import ROUTERS
+from . import registry
 from .routing import RoutingContext, sequence_mask
 
 # A training run's own adapter files. Not PEFT's names: a routed bank with routers is no PEFT adapter, and a folder
@@ -54,7 +54,7 @@ class MultiAdapterModel(nn.Module):
         self.is_encoder_decoder = bool(getattr(base_model.config, "is_encoder_decoder", False))
         for p in base_model.parameters():
             p.requires_grad_(False)
-        router_cls = ROUTERS[cfg.method]
+        router_cls = registry.get(cfg.method).router
         self.block_routers = nn.ModuleDict()
         self.adapted: dict[str, AdaptedLinear] = {}
         targets = [(n, m) for n, m in base_model.named_modules()
@@ -86,7 +86,7 @@ class MultiAdapterModel(nn.Module):
 
     def _bank_and_router(self, name: str, module_name: str, module: nn.Module, d_in: int, d_out: int, d_model: int):
         """A LoRA bank for `name` (a linear, or one output slice of a fused linear) and the router that mixes it."""
-        cfg, router_cls = self.cfg, ROUTERS[self.cfg.method]
+        cfg, router_cls = self.cfg, registry.get(self.cfg.method).router
         if cfg.n_splits > 1 and (d_in % cfg.n_splits or d_out % cfg.n_splits):
             raise ConfigError(f"adapter config: n_splits={cfg.n_splits} must divide the dimensions of {name} "
                               f"({d_in} -> {d_out})")
@@ -152,7 +152,7 @@ class MultiAdapterModel(nn.Module):
     def _prompt_mask(self, prompt_mask, attention_mask, labels):
         if prompt_mask is not None or self.is_encoder_decoder:
             return prompt_mask if prompt_mask is not None else attention_mask
-        if labels is not None and ROUTERS[self.cfg.method].reads_hidden:
+        if labels is not None and registry.get(self.cfg.method).router.reads_hidden:
             raise ConfigError(f"method {self.cfg.method!r} on a decoder-only model needs prompt_mask when labels are "
                               "given (the router must not read target tokens)")
         return attention_mask

@@ -10,6 +10,7 @@ import itertools
 
 from orchmoe.models.architectures import base_architecture, build_on_meta
 
+from . import registry
 from .config import AdapterConfig
 from .paper import reference_for
 
@@ -62,11 +63,12 @@ def config_rows(config: dict, manifests: dict | None = None) -> list[dict]:
                     adapter = {k: v for k, v in entry.items() if k in fields}
                     adapter.update(point)
                     adapter.setdefault("target_modules", spec["target_modules"])
-                    if adapter.get("method") in ("poly", "mhr", "orchmoe"):
+                    method = registry.get(adapter.get("method", "lora"))
+                    if method.uses_n_tasks:
                         adapter.setdefault("n_tasks", n_tasks)
-                    if adapter.get("method") == "moa" and domains:
+                    if method.domain_ids and domains:
                         adapter.setdefault("n_skills", len(domains))
-                    if adapter.get("method") in ("poly", "mhr", "orchmoe") and adapter.get("n_tasks") is None:
+                    if method.uses_n_tasks and adapter.get("n_tasks") is None:
                         rows.append({k: None for k in COLUMNS} | {  # T unknown until the suite is sampled
                             "experiment": config.get("experiment"), "suite": suite, "base": base,
                             "run": name + suffix, "method": adapter["method"]})

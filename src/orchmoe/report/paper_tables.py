@@ -28,7 +28,7 @@ from orchmoe.errors import ConfigError, DataError
 from orchmoe.io import read_jsonl, write_text
 
 from .collect import collect_runs
-from .tables import _write
+from .tables import _write, routed
 
 METRIC_LABELS = {"rouge1": "Rouge1", "rougeL": "RougeL", "rougeLsum": "RougeLsum", "exact_match": "EM",
                  "perplexity": "PPL", "bleu": "BLEU"}
@@ -279,7 +279,7 @@ def params_table(res: Results, name: str, spec: dict, params: pd.DataFrame | Non
         text = MISSING if n is None else f"{n:,}"
         seeds = res.get(suite, base, run, "eval")
         method = seeds[min(seeds)].method if seeds else None
-        if n is not None and single and method in ("moa", "moe_lora"):
+        if n is not None and single and method in routed():  # a bank of k LoRAs + a router (registry)
             k = seeds[min(seeds)].train_run["config"]["adapter"].get("n_skills")
             if k and n >= k * single:
                 text = f"{single:,}*{k}+{n - k * single:,}"

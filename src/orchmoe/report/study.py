@@ -16,9 +16,7 @@ from orchmoe.io import write_text  # noqa: E402
 from orchmoe.metrics.skill_recovery import routing_spread, skill_recovery  # noqa: E402
 from orchmoe.training.diagnostics import routing_warnings  # noqa: E402
 
-from .tables import _markdown, label  # noqa: E402
-
-ROUTED = ("moe_lora", "poly", "mhr", "orchmoe", "moa")
+from .tables import _markdown, label, labels, routed  # noqa: E402
 
 
 def mean_sd(values, digits: int = 2) -> str:
@@ -44,11 +42,11 @@ def paired_bootstrap_ci(a, b, n_boot: int = 10000, seed: int = 0, level: float =
 
 
 def skill_recovery_rows(runs, manifest: dict, skills: dict) -> list[dict]:
-    from .figures import task_vectors
+    from .collect import task_vectors
 
     rows = []
     for r in runs:
-        if r.method not in ROUTED or r.domain is not None or r.split != "eval":
+        if r.method not in routed() or r.domain is not None or r.split != "eval":
             continue
         tv = task_vectors(r, manifest["tasks"])
         if tv is None or len(tv[0]) < 3:
@@ -85,7 +83,7 @@ def skill_recovery_table(runs, manifest: dict, skills: dict, out) -> pd.DataFram
 
 def _router_logs(runs):
     for r in runs:
-        if r.split == "eval" and r.checkpoint is not None and r.domain is None and r.method in ROUTED:
+        if r.split == "eval" and r.checkpoint is not None and r.domain is None and r.method in routed():
             path = r.checkpoint / "router_log.csv"
             if path.is_file():
                 yield r, pd.read_csv(path)
@@ -116,7 +114,7 @@ def router_diagnostics(runs, out) -> pd.DataFrame:
                 ax.set_yscale("symlog", linthresh=1e-6)
             if j == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6)
-    from .figures import _save
+    from .plotting import _save
 
     _save(fig, out, "router_diagnostics")
     rows = []
@@ -151,7 +149,7 @@ def routing_summary(runs, recovery: pd.DataFrame, diagnostics: pd.DataFrame, out
     mean ± sd over seeds (the ablation table of config/ablation.yaml; the demo's routing headline)."""
     scores = pd.DataFrame([{"base": r.base, "run": r.run, "method": r.method, "seed": r.seed,
                             metric: r.metrics["mean"][metric]} for r in runs
-                           if r.split == "eval" and r.domain is None and r.method in ROUTED + ("lora",)])
+                           if r.split == "eval" and r.domain is None and r.method in labels()])
     rows = []
     if len(scores):
         for (base, run, method), g in scores.groupby(["base", "run", "method"], sort=True):
@@ -181,7 +179,6 @@ def routing_summary(runs, recovery: pd.DataFrame, diagnostics: pd.DataFrame, out
 SPLIT_NAMES = {"eval": "seen tasks", "unseen": "held-out compositions (zero-shot)",
                "fewshot": "held-out compositions (few-shot)"}
 SPLIT_ORDER = {s: i for i, s in enumerate(SPLIT_NAMES.values())}
-METHOD_ORDER = {m: i for i, m in enumerate(("base", "lora", "moe_lora", "poly", "mhr", "orchmoe", "moa"))}
 
 
 def study_table(runs, out, metric: str = "rougeL", reference: str = "lora") -> pd.DataFrame:
@@ -199,14 +196,14 @@ def study_table(runs, out, metric: str = "rougeL", reference: str = "lora") -> p
             units.append({"split": r.split, "base": r.base, "run": r.run, "method": r.method, "seed": r.seed,
                           "task": task, "value": scores[metric], "pooled": m["mean"][metric], "params": n_params})
     df = pd.DataFrame(units)
-    rows = []
+    rows, order = [], {m: i for i, m in enumerate(labels())}  # the floor, then the registry's method order
     if len(df):
         ref_runs = {(s, b): g for (s, b, run), g in df.groupby(["split", "base", "run"]) if run == reference}
         for (split, base, run, method), g in df.groupby(["split", "base", "run", "method"], sort=True):
             pooled = g.drop_duplicates("seed").pooled
             row = {"Split": SPLIT_NAMES.get(split, split), "Base": base, "Method": label(run, method),
                    "Trainable params": f"{int(g.params.max()):,}", metric: mean_sd(pooled),
-                   "Seeds": int(g.seed.nunique()), "_o": METHOD_ORDER.get(method, 99),
+                   "Seeds": int(g.seed.nunique()), "_o": order.get(method, len(order)),
                    "_s": SPLIT_ORDER.get(SPLIT_NAMES.get(split, split), 99)}
             ref = ref_runs.get((split, base))
             if ref is not None and run != reference:

@@ -17,14 +17,35 @@ from orchmoe.paths import parse_run
 
 from .collect import SCORES, collect_runs, long_rows
 
-LABELS = {"base": "Base model (no adapter)", "lora": "LoRA", "moe_lora": "MoE-LoRA", "poly": "Poly", "mhr": "MHR",
-          "orchmoe": "OrchMoE", "moa": "MoA"}
+BASE_LABEL = "Base model (no adapter)"
+
+
+def labels() -> dict:
+    """Display names in table order: the floor, then the registered methods (adapters/registry.py)."""
+    from orchmoe.adapters.registry import specs
+
+    return {"base": BASE_LABEL, **{s.name: s.label for s in specs()}}
+
+
+def routed() -> tuple[str, ...]:
+    """Methods that learn a routing worth plotting and scoring (`routed=True` in their registry entry)."""
+    from orchmoe.adapters.registry import specs
+
+    return tuple(s.name for s in specs() if s.routed)
+
+
+def __getattr__(name):
+    if name == "LABELS":
+        return labels()
+    raise AttributeError(name)
+
+
 METRIC_LABELS = {"exact_match": "EM", "rougeL": "RougeL", "rougeLsum": "RougeLsum"}
 
 
 def label(run: str, method: str) -> str:
     """Display name: the method's paper name, plus the run's sweep point / domain when it has one."""
-    name = LABELS.get(method, method)
+    name = labels().get(method, method)
     entry, rest, domain = parse_run(run)
     extra = [] if entry == method else [entry]
     extra += [rest] if rest else []
@@ -67,8 +88,8 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def _order(block: pd.DataFrame) -> list[str]:
-    """Runs in LABELS order (the floor, then the papers' method order; unknown methods last), by name within one."""
-    rank = {m: i for i, m in enumerate(LABELS)}
+    """Runs in labels() order (the floor, then the registry's method order; unknown last), by name within one."""
+    rank = {m: i for i, m in enumerate(labels())}
     method = dict(zip(block.run, block.method))
     return sorted(method, key=lambda run: (rank.get(method[run], len(rank)), run))
 

@@ -71,14 +71,15 @@ def register(sub) -> None:
 
 def resolve_adapter_config(raw: dict, manifest: dict):
     """Fill what the suite decides: n_tasks (Poly/MHR/OrchMoE) and, for MoA, one LoRA per domain."""
-    from orchmoe.adapters import AdapterConfig
+    from orchmoe.adapters import AdapterConfig, registry
 
     raw = dict(raw)
-    if raw.get("method") in ("poly", "mhr", "orchmoe") and raw.get("n_tasks") is None:
+    spec = registry.get(raw.get("method", "lora"))
+    if spec.uses_n_tasks and raw.get("n_tasks") is None:
         raw["n_tasks"] = len(manifest["tasks"])
-    if raw.get("method") == "moa" and raw.get("n_skills") is None:
+    if spec.domain_ids and raw.get("n_skills") is None:
         if not manifest.get("domains"):
-            raise ConfigError("method 'moa' needs a suite with domain labels (manifest 'domains' is empty)")
+            raise ConfigError(f"method {spec.name!r} needs a suite with domain labels (manifest 'domains' is empty)")
         raw["n_skills"] = len(manifest["domains"])
     return AdapterConfig.from_dict(raw)
 

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from orchmoe.adapters import registry
+
 log = logging.getLogger(__name__)
 
 UNIFORM_TV = 0.05  # per-example skill weights this close to uniform (total variation) = "near-uniform"
@@ -54,7 +56,8 @@ def _routers(model) -> dict:
 @torch.no_grad()
 def router_diagnostics(model, step: int) -> list[dict]:
     """One row per block; empty for a method without routing (lora)."""
-    if model.cfg.method == "lora":
+    method = registry.get(model.cfg.method)
+    if not method.routed:
         return []
     readout = model.ctx.readout
     per_block: dict[str, list[dict]] = {}
@@ -69,7 +72,7 @@ def router_diagnostics(model, step: int) -> list[dict]:
         # the noise-free (evaluation-time) weights of this batch: Gumbel samples in training are not the routing
         if "task_weights" in ro and hasattr(router, "allocation"):  # orchmoe: alpha = w(X) W_hat
             w = ro["task_weights"].float() @ router.allocation().float()
-        elif model.cfg.method in ("poly", "mhr") and model.ctx.task_ids is not None:  # the batch's task rows
+        elif method.task_ids and model.ctx.task_ids is not None:  # the batch's task rows
             ids = model.ctx.task_ids.clamp_min(0).to(router.allocation().device)
             w = router.allocation().reshape(router.n_tasks, -1, model.cfg.n_skills)[ids]
         else:  # moe_lora: token weights averaged over the sequence; moa: the router's softmax

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchmoe.adapters import load_adapters, read_adapter_config
+from orchmoe.adapters import load_adapters, read_adapter_config, registry
 from orchmoe.adapters.routing import masked_rms_norm, mean_pool, sequence_mask
 from orchmoe.data import glm_format
 from orchmoe.data.batching import make_collator
@@ -77,7 +77,8 @@ def evaluate(base_model, tokenizer, suite_dir, split: str, checkpoint=None, batc
     gen = make_collator(tokenizer, is_enc_dec, max_source_length, width, "generate", fmt)
     score = make_collator(tokenizer, is_enc_dec, max_source_length, max_target_length, "train", fmt)
     base_model.to(device).eval()
-    moa = checkpoint is not None and read_adapter_config(checkpoint).method == "moa"
+    # domain-routed methods (MoA) are compared with a plain domain classifier on the frozen base
+    moa = checkpoint is not None and registry.get(read_adapter_config(checkpoint).method).domain_ids
     # the plain classifier needs the frozen base's features, taken before the adapters are injected
     classifier = _domain_classifier(base_model, gen, suite_dir, records, batch_size, seed, device) if moa else None
     model = load_adapters(base_model, checkpoint).to(device).eval() if checkpoint else base_model

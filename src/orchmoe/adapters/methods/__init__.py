@@ -1,16 +1,10 @@
-"""One file per method; each only says how the mixing weights over the LoRA bank are made."""
-from .lora import LoRARouter
-from .mhr import MHRRouter
-from .moa import MoARouter
-from .moe_lora import MoELoRARouter
-from .orchmoe import OrchMoERouter
-from .poly import PolyRouter
+"""One file per method: its router (how the mixing weights over the LoRA bank are made) and, at the end, its
+`register_method(MethodSpec(...))` (adapters/registry.py). Files here are found by the registry; nothing lists them."""
 
-ROUTERS = {
-    "lora": LoRARouter,
-    "moe_lora": MoELoRARouter,
-    "poly": PolyRouter,
-    "mhr": MHRRouter,
-    "orchmoe": OrchMoERouter,
-    "moa": MoARouter,
-}
+
+def __getattr__(name):
+    if name == "ROUTERS":  # method name -> router class, from the registry
+        from ..registry import specs
+
+        return {s.name: s.router for s in specs()}
+    raise AttributeError(name)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..routing import PromptRouter, masked_rms_norm, mean_pool
+from ..registry import MethodSpec, register_method
 
 
 class MoARouter(PromptRouter):
@@ -45,3 +46,18 @@ class MoARouter(PromptRouter):
             return F.one_hot(probs.argmax(-1), S).float()
         return probs
 
+
+def _check(cfg, bad):
+    if cfg.moa_train_routing not in ("gold", "router"):
+        bad("moa_train_routing", "must be 'gold' or 'router'")
+    if cfg.moa_inference not in ("top1", "soft"):
+        bad("moa_inference", "must be 'top1' or 'soft'")
+
+
+SPEC = register_method(MethodSpec(
+    name="moa", label="MoA", router=MoARouter, order=60, defaults={"n_skills": 4}, check=_check,
+    paper={"rank": 8, "n_skills": 8},  # MoA: 8 domain LoRAs
+    references=({"match": {"architecture": "baichuan-7b", "rank": 64}, "column": "router", "value": 1.05e6,
+                 "text": "1.05M router", "source": "MoA Table 4"},),
+    domain_ids=True,
+))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..routing import Router
+from ..registry import MethodSpec, register_method
 
 
 class MoELoRARouter(Router):
@@ -35,3 +36,9 @@ class MoELoRARouter(Router):
         if self.ctx is not None:  # per-sequence mean over tokens, for the training diagnostics
             self.ctx.readout[self.name] = {"skill_weights": (w.mean(1) if w.dim() == 3 else w).detach()}
         return w
+
+
+SPEC = register_method(MethodSpec(
+    name="moe_lora", label="MoE-LoRA", router=MoELoRARouter, order=20, defaults={"n_skills": 4},
+    paper={"rank": 8, "n_skills": 4},  # OrchMoE section 4.2: 4 experts of r=8
+))

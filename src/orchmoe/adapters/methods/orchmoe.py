@@ -19,6 +19,7 @@ from torch import nn
 
 from ..routing import PromptRouter, masked_rms_norm, self_attention_pool
 from .poly import gumbel_sigmoid_weights
+from ..registry import MethodSpec, register_method
 
 
 class OrchMoERouter(PromptRouter):
@@ -57,3 +58,28 @@ class OrchMoERouter(PromptRouter):
 
     def allocation(self) -> torch.Tensor:
         return gumbel_sigmoid_weights(self.skill_logits, False)
+
+
+def _check(cfg, bad):
+    if cfg.n_abstract_tasks is None:
+        cfg.n_abstract_tasks = cfg.n_tasks
+    if not isinstance(cfg.n_abstract_tasks, int) or cfg.n_abstract_tasks < 1:
+        bad("n_abstract_tasks", "must be a positive integer (default: n_tasks) for method 'orchmoe'")
+    if cfg.orchmoe_gumbel not in ("batch", "example"):
+        bad("orchmoe_gumbel", "must be 'batch' or 'example'")
+    if cfg.orchmoe_feature_norm not in ("none", "layer"):
+        bad("orchmoe_feature_norm", "must be 'none' or 'layer'")
+    if not cfg.orchmoe_skill_init > 0:
+        bad("orchmoe_skill_init", "must be positive")
+    if cfg.orchmoe_balance_weight < 0:
+        bad("orchmoe_balance_weight", "must be >= 0")
+
+
+SPEC = register_method(MethodSpec(
+    name="orchmoe", label="OrchMoE", router=OrchMoERouter, order=50, defaults={"n_skills": 4}, check=_check,
+    paper={"rank": 4, "n_skills": 4},  # OrchMoE section 4.2: 4 skills of r=4
+    references=tuple({"match": {"architecture": "glm-10b", "n_tasks": 100, "n_abstract_tasks": t},
+                      "column": "ratio_percent", "value": v, "text": f"{v:.2f} %", "source": "OrchMoE Table 4"}
+                     for t, v in ((100, 0.39), (80, 0.35), (60, 0.31), (40, 0.27), (20, 0.23))),
+    uses_n_tasks=True,
+))

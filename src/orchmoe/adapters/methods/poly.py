@@ -13,6 +13,7 @@ from torch.distributions import RelaxedBernoulli
 from orchmoe.errors import ConfigError
 
 from ..routing import Router
+from ..registry import MethodSpec, register_method
 
 
 def gumbel_sigmoid_weights(logits: torch.Tensor, training: bool) -> torch.Tensor:
@@ -64,3 +65,10 @@ class PolyRouter(Router):
         if self.oracle is not None:
             return self.oracle
         return gumbel_sigmoid_weights(self.module_logits.view(self.n_tasks, self.n_splits, self.n_skills), False).squeeze(1)
+
+
+SPEC = register_method(MethodSpec(
+    name="poly", label="Poly", router=PolyRouter, order=30, defaults={"n_skills": 4},
+    paper={"rank": 8, "n_skills": 4},  # OrchMoE section 4.2: 4 skills of r=8
+    uses_n_tasks=True, task_ids=True, scale_by_rank=True,
+))
