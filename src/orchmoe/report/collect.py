@@ -6,14 +6,16 @@ results/checkpoints/<exp>/<suite>/<base>/<run>/seed<seed>/; run "base" is the fr
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from safetensors import safe_open
 
 from orchmoe.errors import DataError
-from orchmoe.io import md5_file
+from orchmoe.io import md5_file, read_jsonl
 from orchmoe.paths import BASE_RUN, EVAL_GLOB, checkpoint_dir, parse_eval_dir, parse_run
 
 SCORES = ("exact_match", "rougeL", "rougeLsum")
@@ -106,3 +108,22 @@ def long_rows(runs: list[Run], experiment: str) -> list[dict]:
                          "metrics_md5": md5_file(r.eval_dir / "metrics.json"),
                          "checkpoint": str(r.checkpoint or ""), "checkpoint_md5": ckpt_md5})
     return rows
+
+
+def task_vectors(run, tasks: list[str]) -> tuple[list[str], np.ndarray] | None:
+    """One row per task: its learned skill weights over all routers (Figure 3's input).
+
+    Per-example routing from predictions.jsonl ("skill_weights", averaged per task) covers every routed method
+    without task ids; Poly/MHR fall back to their task-indexed allocation rows in routing.json."""
+    by_task = defaultdict(list)
+    for row in read_jsonl(run.eval_dir / "predictions.jsonl"):
+        if row.get("skill_weights"):
+            by_task[row["task"]].append(np.ravel(row["skill_weights"]))
+    if by_task:
+        names = [t for t in tasks if t in by_task]
+        return names, np.array([np.mean(by_task[t], axis=0) for t in names])
+    routing = run.checkpoint / "routing.json"
+    alloc = json.loads(routing.read_text()).get("allocation", {}) if routing.is_file() else {}
+    mats = [np.asarray(alloc[k]) for k in sorted(alloc)]
+    mats = [m.reshape(len(tasks), -1) for m in mats if m.size and m.shape[0] == len(tasks)]
+    return (tasks, np.concatenate(mats, axis=1)) if mats else None

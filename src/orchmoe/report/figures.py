@@ -4,22 +4,21 @@ adjusted Rand index against its ground-truth task -> skills map; MoA router accu
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram, fcluster, linkage  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-from orchmoe.io import atomic_path, read_jsonl, write_text  # noqa: E402
+from orchmoe.io import write_text  # noqa: E402
 
-from .collect import collect_runs  # noqa: E402
+from .collect import collect_runs, task_vectors  # noqa: E402
+from .plotting import _save  # noqa: E402
 from .tables import _markdown, label, routed  # noqa: E402
 
 
@@ -28,13 +27,6 @@ def __getattr__(name):
     if name == "ROUTED":
         return routed()
     raise AttributeError(name)
-
-
-def _save(fig, out: Path, name: str) -> None:
-    for ext in ("png", "pdf"):
-        with atomic_path(out / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _first_seed(runs):
@@ -68,25 +60,6 @@ def score_vs_params(runs, out: Path, metric: str = "rougeLsum") -> None:
         ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
     ax.set(xlabel="trainable parameters", ylabel="RougeLsum")
     _save(fig, out, "score_vs_params")
-
-
-def task_vectors(run, tasks: list[str]) -> tuple[list[str], np.ndarray] | None:
-    """One row per task: its learned skill weights over all routers (Figure 3's input).
-
-    Per-example routing from predictions.jsonl ("skill_weights", averaged per task) covers every routed method
-    without task ids; Poly/MHR fall back to their task-indexed allocation rows in routing.json."""
-    by_task = defaultdict(list)
-    for row in read_jsonl(run.eval_dir / "predictions.jsonl"):
-        if row.get("skill_weights"):
-            by_task[row["task"]].append(np.ravel(row["skill_weights"]))
-    if by_task:
-        names = [t for t in tasks if t in by_task]
-        return names, np.array([np.mean(by_task[t], axis=0) for t in names])
-    routing = run.checkpoint / "routing.json"
-    alloc = json.loads(routing.read_text()).get("allocation", {}) if routing.is_file() else {}
-    mats = [np.asarray(alloc[k]) for k in sorted(alloc)]
-    mats = [m.reshape(len(tasks), -1) for m in mats if m.size and m.shape[0] == len(tasks)]
-    return (tasks, np.concatenate(mats, axis=1)) if mats else None
 
 
 def task_clustering(runs, manifest: dict, skills: dict | None, out: Path) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from orchmoe.errors import ConfigError, DataError  # noqa: E402
 from orchmoe.io import write_text  # noqa: E402
 
 from .collect import collect_runs  # noqa: E402
-from .figures import _save, task_vectors  # noqa: E402
+from .collect import task_vectors  # noqa: E402
+from .plotting import _save  # noqa: E402
 from .paper_tables import Results  # noqa: E402
 
 

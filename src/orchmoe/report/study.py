@@ -42,7 +42,7 @@ def paired_bootstrap_ci(a, b, n_boot: int = 10000, seed: int = 0, level: float =
 
 
 def skill_recovery_rows(runs, manifest: dict, skills: dict) -> list[dict]:
-    from .figures import task_vectors
+    from .collect import task_vectors
 
     rows = []
     for r in runs:
@@ -114,7 +114,7 @@ def router_diagnostics(runs, out) -> pd.DataFrame:
                 ax.set_yscale("symlog", linthresh=1e-6)
             if j == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6)
-    from .figures import _save
+    from .plotting import _save
 
     _save(fig, out, "router_diagnostics")
     rows = []
