@@ -21,7 +21,7 @@ REPO_DIR = Path(workflow.current_basedir).resolve().parents[1]
 def _package_module(name):
     """orchmoe.<name> from this checkout's src/, loaded by path (stdlib-only modules: lineage, paths), so the
     Snakefile needs neither the installed package nor torch."""
-    spec = importlib.util.spec_from_file_location(f"_orchmoe_{name.replace('/', '_')}",
+    spec = importlib.util.spec_from_file_location("_orchmoe_" + "_".join(Path(name).parts),
                                                   REPO_DIR / "src" / "orchmoe" / f"{name}.py")
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = loaded  # dataclasses look their module up while the file runs
