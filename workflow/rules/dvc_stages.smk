@@ -32,7 +32,9 @@ def code_deps(*rule_names):
 def base_keys(only=None, exclude=()):
     """`bases.<name>.<key>` params: each stage depends on exactly the base keys its rules read, so a change to
     target_modules marks train (as Snakemake's params trigger does) but not the pretrained base models."""
-    return [f"bases.{b}.{k}" for b, spec in BASES.items() for k in spec
+    with open(CONFIG_FILE) as f:  # the file's own keys: schema defaults are filled in BASES, DVC reads the file
+        raw = (_yaml.safe_load(f) or {}).get("bases") or {}
+    return [f"bases.{b}.{k}" for b, spec in raw.items() for k in spec
             if (only is None or k in only) and k not in exclude]
 
 
