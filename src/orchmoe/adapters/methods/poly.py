@@ -18,7 +18,8 @@ from ..registry import MethodSpec, register_method
 
 def gumbel_sigmoid_weights(logits: torch.Tensor, training: bool) -> torch.Tensor:
     if training:
-        z = RelaxedBernoulli(temperature=torch.tensor(1.0, device=logits.device), logits=logits).rsample()
+        z = RelaxedBernoulli(temperature=torch.tensor(1.0, device=logits.device), logits=logits,
+                             validate_args=False).rsample()  # logits are parameters: nothing to validate per call
     else:
         z = torch.sigmoid(logits)
     return z / (z.sum(-1, keepdim=True) + 1e-12)
