@@ -74,3 +74,16 @@ def test_the_check_can_fail(tmp_path):
     (fake / "metrics" / "y.py").write_text("from ..data.batching import make_collator\n")
     assert violations(fake) == ["orchmoe/data/x.py imports orchmoe.training.trainer (layer 7 >= 4)",
                                 "orchmoe/metrics/y.py imports orchmoe.data.batching (layer 4 >= 4)"]
+
+
+def test_the_command_line_starts_without_torch():
+    """Every `orchmoe` job parses its command line first: that must not cost the torch + transformers import
+    (seconds per job, hundreds of jobs per DAG); handlers import what they need."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from orchmoe.cli import build_parser; build_parser(); "
+            "heavy = sorted(m for m in ('torch', 'transformers', 'pandas', 'matplotlib') if m in sys.modules); "
+            "print(heavy); sys.exit(bool(heavy))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, f"building the parser imported {proc.stdout.strip()} {proc.stderr[-500:]}"
