@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from orchmoe import warm
 from orchmoe.errors import OrchmoeError
 
 AREAS = (
@@ -26,10 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in AREAS:  # a broken area fails loudly: a missing command would be worse than a traceback
         importlib.import_module(name).register(sub)
+    w = sub.add_parser("warm", help="run a command (snakemake, dvc repro) whose orchmoe jobs start warm: torch and "
+                                    "transformers imported once, each job a fork (orchmoe/warm.py)")
+    w.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    w.set_defaults(func=lambda args: warm.run_warm(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd, main))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a command-line job: under `orchmoe warm`, run it in the warm server's fork
+        code = warm.delegate(sys.argv[1:])
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from orchmoe import warm
+
 from orchmoe.io import md5_path, write_json
 
 PACKAGES = ("orchmoe", "torch", "transformers", "datasets", "rouge-score", "sacrebleu", "safetensors", "snakemake", "dvc")
@@ -47,6 +49,7 @@ def write_run_json(path, command: str, config: dict, seed: int | None, inputs: d
         "command": command, "config": config, "seed": seed, "git": git_state(), "versions": versions(),
         "device": device_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # which cluster job made it (None outside SLURM)
+        "warm": warm.in_worker(),  # run in a fork of `orchmoe warm`'s server (same code and files, no import cost)
         "inputs": {k: {"path": str(v), "md5": md5_path(v)} for k, v in inputs.items() if v is not None},
         # outputs sit beside run.json (possibly in a temporary folder renamed later): record relative paths
         "outputs": {k: {"path": os.path.relpath(v, Path(path).parent), "md5": md5_path(v)} for k, v in outputs.items()},
