@@ -1,12 +1,10 @@
 """Glue: write a paper config's miniature twin = the paper config + a scale-down overlay (config/mini/*.yaml).
 
-One source of truth: methods, sweeps, seeds, suites' structure, report layouts come from the paper config; the
-overlay may only change scale. Overlay keys:
+One source of truth: methods, sweeps, seeds (all of them), suites' structure, report layouts come from the paper
+config; the overlay may only change scale. Overlay keys:
   experiment      the twin's experiment name
   rename_bases    {paper base: twin base}: renamed in `bases`, every method's `bases` list and `report`
   bases           the twins' base specs (replace the paper's, one per renamed base)
-  seeds           a subset of the paper's seeds: every seed repeats the same jobs, and CI's budget (12 minutes on 2
-                  cores for both minis) holds one pass of the DAG, not three (measured: docs/workflow.md)
   scale           deep-merged into the paper config (dicts merge, other values replace); only the keys in
                   SCALE_KEYS may be touched, so a mini cannot drift into another experiment.
 `--check` compares with the committed file instead of writing it (tests/workflow/test_minis.py).
@@ -64,12 +62,9 @@ def _rename(obj, names: dict):
 
 
 def build(paper: dict, overlay: dict) -> dict:
-    unknown = set(overlay) - {"experiment", "rename_bases", "bases", "seeds", "scale"}
-    if unknown:
-        raise OverlayError(f"overlay keys {sorted(unknown)}: only experiment, rename_bases, bases, seeds, scale")
-    seeds = overlay.get("seeds", paper["seeds"])
-    if not seeds or not set(seeds) <= set(paper["seeds"]):
-        raise OverlayError(f"seeds {seeds}: must be a non-empty subset of the paper's seeds {paper['seeds']}")
+    unknown = set(overlay) - {"experiment", "rename_bases", "bases", "scale"}
+    if unknown:  # `seeds` among them: a twin runs every seed of its paper config
+        raise OverlayError(f"overlay keys {sorted(unknown)}: only experiment, rename_bases, bases, scale")
     names = overlay.get("rename_bases", {})
     if set(names) != set(paper["bases"]):
         raise OverlayError(f"rename_bases must rename every paper base {sorted(paper['bases'])}, got {sorted(names)}")
@@ -77,7 +72,6 @@ def build(paper: dict, overlay: dict) -> dict:
         raise OverlayError(f"bases must define exactly the twins {sorted(names.values())}")
     mini = copy.deepcopy(paper)
     mini["experiment"] = overlay["experiment"]
-    mini["seeds"] = list(seeds)
     mini["bases"] = copy.deepcopy(overlay["bases"])
     for entry in mini["methods"].values():
         if "bases" in entry:
@@ -95,7 +89,7 @@ def render(paper_file: str, overlay_file: str) -> str:
     mini = build(paper, overlay)
     header = (f"# GENERATED from {paper_file} + {overlay_file} by `python workflow/scripts/mini_config.py "
               f"--paper {paper_file} --overlay {overlay_file} --out <this file>`: do not edit.\n"
-              f"# The paper config's DAG (rules, methods, sweeps, suite structure, tables and figures) for one of its seeds,"
+              f"# The paper config's DAG (rules, methods, sweeps, suite structure, tables and figures) with all its seeds,"
               f" at toy scale: tiny random-init twins of the bases, small data. CI runs it end to end.\n")
     return header + yaml.safe_dump(mini, sort_keys=False, width=120, allow_unicode=True)
 
