@@ -31,7 +31,9 @@ def repro(request, tmp_path_factory):
     for step, cmd in (("init", ["git", "init", "-q"]), ("add", ["git", "add", "-A"]),
                       ("commit", ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"])):
         run(cmd, repo, f"{name}: git {step}")
-    run(["dvc", "repro"], repo, f"{name}: dvc repro (whole paper DAG, toy scale)", timeout=1800)
+    # `orchmoe warm`: hundreds of second-long jobs, each would otherwise spend ~3 s importing torch + transformers
+    run(["orchmoe", "warm", "--", "dvc", "repro"], repo, f"{name}: dvc repro (whole paper DAG, toy scale)",
+        timeout=1800)
     return name, repo, yaml.safe_load((repo / cfg).read_text())
 
 

@@ -8,7 +8,8 @@ CONFIG=${1:-config/demo.yaml}
 shift || true
 EXP=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['experiment'])" "$CONFIG")
 start=$(date +%s)
-snakemake --profile workflow/profiles/local --configfile "$CONFIG" "$@"
+# orchmoe warm: the DAG's ~80 short jobs import torch + transformers once, not each (docs/workflow.md)
+orchmoe warm -- snakemake --profile workflow/profiles/local --configfile "$CONFIG" "$@"
 mkdir -p results/report
 snakemake --profile workflow/profiles/local --configfile "$CONFIG" --report "results/report/$EXP.html"
 end=$(date +%s)
