@@ -110,8 +110,9 @@ def artifact_digests(root: Path, parts=("data/processed", "models", "results")) 
 
 @pytest.fixture(scope="session")
 def ci_local(tmp_path_factory) -> Path:
-    """A fresh checkout with the CI-size config run to the end by plain `snakemake --cores 2` (the reference)."""
+    """A fresh checkout with the CI-size config run to the end by `snakemake --cores 2` (the reference), under
+    `orchmoe warm`: the SLURM run it is compared with runs every job cold, so equal outputs also show warm == cold."""
     repo = copy_checkout(tmp_path_factory.mktemp("ci-local"))
-    run(["snakemake", "--cores", "2", "--configfile", CI_CONFIG], repo, "local: CI config, snakemake --cores 2",
-        timeout=1800)
+    run(["orchmoe", "warm", "--", "snakemake", "--cores", "2", "--configfile", CI_CONFIG], repo,
+        "local: CI config, snakemake --cores 2 (warm)", timeout=1800)
     return repo

@@ -38,7 +38,7 @@ def dvc_repo(tmp_path_factory):
     for step, cmd in (("init", ["git", "init", "-q"]), ("add", ["git", "add", "-A"]),
                       ("commit", ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"])):
         run(cmd, repo, f"dvc: git {step} of the clone")
-    proc = run(["dvc", "repro"], repo, "dvc: dvc repro (CI config)", timeout=1800)
+    proc = run(["orchmoe", "warm", "--", "dvc", "repro"], repo, "dvc: dvc repro (CI config, warm)", timeout=1800)
     return repo, proc.stdout + proc.stderr
 
 

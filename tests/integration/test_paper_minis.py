@@ -50,6 +50,8 @@ def test_every_paper_table_and_figure_holds_numbers(repro):
             rows = rows[rows.table == table].dropna(axis=1, how="all")
             value = next(c for c in ("mean", "router_accuracy") if c in rows.columns)
             assert rows[value].notna().any(), (table, rows.head())
+            if "n_seeds" in rows.columns:  # every cell averages the paper's seeds, as at paper scale
+                assert (rows.n_seeds.dropna() == len(cfg["seeds"])).all() and len(cfg["seeds"]) == 3, table
     for fig in cfg["report"].get("figures", {}):
         assert (figures / f"paper/{fig}.png").stat().st_size > 5000 and (figures / f"paper/{fig}.pdf").is_file()
         assert len(pd.read_csv(figures / f"paper/{fig}.csv")) > 1

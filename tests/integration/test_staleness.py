@@ -39,7 +39,7 @@ def repo(tmp_path_factory):
     for step, cmd in (("init", ["git", "init", "-q"]), ("add", ["git", "add", "-A"]),
                       ("commit", ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci"])):
         run(cmd, repo, f"staleness: git {step}")
-    run(["dvc", "repro"], repo, "staleness: dvc repro (first run)", timeout=1800)
+    run(["orchmoe", "warm", "--", "dvc", "repro"], repo, "staleness: dvc repro (first run, warm)", timeout=1800)
     return repo
 
 
@@ -100,7 +100,8 @@ def test_trainer_edit_reruns_train_and_after_then_both_agree(repo):
     assert jobs == AFTER_TRAIN, jobs
     assert not jobs & (DATA_RULES | {"pretrain_base"})
     assert changed_stages(repo) == {"train"}
-    proc = run(["dvc", "repro"], repo, "staleness: dvc repro after the trainer edit", timeout=1800)
+    proc = run(["orchmoe", "warm", "--", "dvc", "repro"], repo, "staleness: dvc repro after the trainer edit (warm)",
+               timeout=1800)
     out = proc.stdout + proc.stderr
     ran = set(re.findall(r"Running stage '([\w-]+)'", out))
     assert ran == {"train", "evaluate", "tables", "figures"}, out[-3000:]
