@@ -24,8 +24,10 @@ EXPECTED = {
     "paper-orchmoe": {"train": 177, "evaluate": 227, "sample_suite": 2, "fetch_base": 3, "superni_download": 1,
                       "params_table": 1, "paper_tables": 1, "paper_figures": 1, "total": 416},
     "paper-moa": {"train": 36, "evaluate": 37, "domain_suite": 8, "fetch_base": 1, "paper_tables": 1, "total": 88},
-    "paper-orchmoe-mini": {"train": 59, "evaluate": 81, "sample_suite": 2, "paper_tables": 1, "paper_figures": 1},
-    "paper-moa-mini": {"train": 12, "evaluate": 13, "domain_suite": 8, "paper_tables": 1},
+    # the minis: the paper DAGs (all three seeds) without the download rules
+    "paper-orchmoe-mini": {"train": 177, "evaluate": 227, "sample_suite": 2, "paper_tables": 1, "paper_figures": 1,
+                           "total": 412},
+    "paper-moa-mini": {"train": 36, "evaluate": 37, "domain_suite": 8, "paper_tables": 1, "total": 87},
     "study": {"train": 42, "evaluate": 68, "adapt": 24, "pretrain_base": 1, "domain_suite": 6, "total": 147},
     "ablation": {"train": 12, "evaluate": 13, "pretrain_base": 1, "total": 32},
 }
