@@ -4,6 +4,12 @@ The names below are imported when first used (PEP 562), so `import orchmoe.adapt
 pull in torch and transformers: commands that never build a model (data sampling, tables) start in a blink.
 """
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # never run; for readers, type checkers and the code fingerprint (lineage.py reads these imports)
+    from .config import AdapterConfig
+    from .model import MultiAdapterModel, attach_adapters, load_adapters, read_adapter_config
+    from .params import count_parameters
 
 _NAMES = {
     "AdapterConfig": ".config",
