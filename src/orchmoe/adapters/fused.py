@@ -12,7 +12,7 @@ from torch import nn
 
 from orchmoe.errors import ConfigError
 
-from .layer import AdaptedLinear
+from .layer import AdaptedLinear, WrapsBase
 
 RESERVED = {"base", "weight", "bias", "slice_names"}
 
@@ -65,7 +65,7 @@ class SliceAdapter(AdaptedLinear):
         raise AttributeError("a fused slice has no base bias of its own")
 
 
-class FusedAdaptedLinear(nn.Module):
+class FusedAdaptedLinear(WrapsBase):
     """A frozen fused linear plus one SliceAdapter per output slice, registered under the slice names."""
 
     def __init__(self, base: nn.Module, slices: dict[str, SliceAdapter]):
@@ -74,14 +74,6 @@ class FusedAdaptedLinear(nn.Module):
         self.slice_names = list(slices)
         for name, adapter in slices.items():
             self.add_module(name, adapter)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.base.weight
-
-    @property
-    def bias(self):
-        return self.base.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)

@@ -17,7 +17,19 @@ def linear_dims(module: nn.Module) -> tuple[int, int]:
     raise TypeError(type(module).__name__)
 
 
-class AdaptedLinear(nn.Module):
+class WrapsBase(nn.Module):
+    """A module in place of a frozen linear `self.base`: models read e.g. `self.wo.weight.dtype` (T5)."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+
+class AdaptedLinear(WrapsBase):
     def __init__(self, base: nn.Module, bank: LoRABank, router: Router, mix: str):
         super().__init__()
         self.base = base
@@ -25,14 +37,6 @@ class AdaptedLinear(nn.Module):
         self.router = router if router.scope == "module" else None  # a shared block router is owned by the wrapper
         self._shared_router = [router]  # plain list: not registered twice as a submodule
         self.mix = mix
-
-    @property
-    def weight(self) -> torch.Tensor:  # models read e.g. `self.wo.weight.dtype` (T5)
-        return self.base.weight
-
-    @property
-    def bias(self):
-        return self.base.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)

@@ -60,6 +60,12 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def write_csv_md(out: Path, name: str, table: pd.DataFrame, caption: str, empty: str = "(no runs)") -> None:
+    """<name>.csv (the numbers) and <name>.md (caption + markdown table, or `empty`), each written atomically."""
+    write_text(out / f"{name}.csv", table.to_csv(index=False))
+    write_text(out / f"{name}.md", caption + "\n\n" + (_markdown(table) if len(table) else empty) + "\n")
+
+
 def _latex(df: pd.DataFrame, caption: str, label: str) -> str:
     esc = lambda s: (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")  # noqa: E731
                      .replace("&", r"\&").replace("#", r"\#").replace("`", "").replace("±", r"$\pm$"))
