@@ -10,8 +10,9 @@ The job process stays alive until the child ends; if the job is killed, the chil
 connection), so a killed job leaves what a killed process leaves: nothing that looks complete.
 
 A job runs cold, as without the server, when the socket is missing or refuses, inside a SLURM job (it must run in
-its own allocation), or when its environment differs from the server's in a variable read at import time (prefixes
-in IMPORT_TIME_ENV). The test suite checks that a warm and a cold run write identical outputs.
+its own allocation), when its environment differs from the server's in a variable read at import time (prefixes
+in IMPORT_TIME_ENV), or when a file of the package changed since the server imported it (an edit during a run).
+tests/training/test_warm.py checks that a warm and a cold run write identical outputs.
 """
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ def in_worker() -> bool:
 
 def _import_env(env: dict) -> dict:
     return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and k != ENV}
+
+
+def _source_stamp(root: str | None = None) -> dict[str, int]:
+    """mtime of every file of the package: a job must not run code that changed on disk since the server's imports."""
+    root = root or os.path.dirname(os.path.abspath(__file__))
+    stamp = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                stamp[path] = os.stat(path).st_mtime_ns
+    return stamp
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
@@ -125,6 +138,7 @@ def _child(conn: socket.socket, fds: list[int], request: dict, run) -> None:
 def serve(path: str, run, ready_fd: int | None = None) -> None:
     """Accept jobs on the unix socket `path` forever; `run(argv) -> int` is `orchmoe.cli.main`."""
     own = _import_env(os.environ)  # before the imports: torch sets variables of its own (KMP_*, TORCHINDUCTOR_*)
+    stamp = _source_stamp()
     for name in PRELOAD:  # best effort: a module that fails to import here fails in the job, as it would cold
         try:
             __import__(name)
@@ -151,7 +165,8 @@ def serve(path: str, run, ready_fd: int | None = None) -> None:
         try:
             header, fds, _, _ = socket.recv_fds(conn, 8, 3)
             request = json.loads(_recv_exact(conn, int.from_bytes(header, "big")))
-            if len(fds) != 3 or _import_env(request["env"]) != own:
+            # declined (the job runs cold): another import-time environment, or the package edited since start
+            if len(fds) != 3 or _import_env(request["env"]) != own or _source_stamp() != stamp:
                 conn.sendall(b"-")
                 raise ConnectionError("declined")
             conn.sendall(b"+")

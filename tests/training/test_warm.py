@@ -110,3 +110,17 @@ def test_a_killed_job_kills_its_child(tmp_path, suite):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_an_edit_to_the_package_sends_jobs_cold(tmp_path):
+    """The server's imports are the code at its start; after an edit on disk its forks would run stale code."""
+    from orchmoe import warm
+
+    (tmp_path / "pkg/sub").mkdir(parents=True)
+    for rel in ("pkg/__init__.py", "pkg/sub/mod.py"):
+        (tmp_path / rel).write_text("x = 1\n")
+    before = warm._source_stamp(str(tmp_path / "pkg"))
+    assert len(before) == 2 and warm._source_stamp(str(tmp_path / "pkg")) == before
+    os.utime(tmp_path / "pkg/sub/mod.py", ns=(1, before[str(tmp_path / "pkg/sub/mod.py")] + 10**9))
+    assert warm._source_stamp(str(tmp_path / "pkg")) != before
+    assert warm._source_stamp()  # the real package: every .py file of src/orchmoe
