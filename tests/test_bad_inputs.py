@@ -193,6 +193,11 @@ CASES = [
                                 .encode("latin-1")))),
     Case("split-file-missing", sample_argv("--split-file", "/nonexistent/test_tasks.txt"),
          r"/nonexistent/test_tasks\.txt: split file not found", setup=tasks_setup({"task001_a": task_json()})),
+    # --- orchmoe warm (the fork server for many short jobs)
+    Case("warm-without-command", lambda tmp, ctx: ["warm", "--"],
+         r"orchmoe warm: error: no command given \(usage: orchmoe warm -- snakemake \.\.\.\)"),
+    Case("warm-command-not-found", lambda tmp, ctx: ["warm", "--", "snakemak", "--cores", "1"],
+         r"orchmoe warm: error: snakemak: command not found"),
     # --- bases and parameter tables
     Case("base-dtype-unknown", train_argv(base='{"source": "tiny", "arch": "t5", "dtype": "fp8"}'),
          r"base spec: dtype='fp8' must be 'auto' or one of float32, bfloat16, float16"),

@@ -185,11 +185,15 @@ def serve(path: str, run, ready_fd: int | None = None) -> None:
 
 def run_warm(command: list[str], run) -> int:
     """`orchmoe warm -- COMMAND...`: start the server, run COMMAND with ORCHMOE_WARM set, stop the server."""
+    import shutil
     import subprocess
     import tempfile
 
     if not command:
         print("orchmoe warm: error: no command given (usage: orchmoe warm -- snakemake ...)", file=sys.stderr)
+        return 2
+    if shutil.which(command[0]) is None:  # before the server starts: nothing to stop, one line to read
+        print(f"orchmoe warm: error: {command[0]}: command not found", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="orchmoe-warm-") as tmp:
         path = os.path.join(tmp, "socket")
