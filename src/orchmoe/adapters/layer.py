@@ -58,5 +58,9 @@ class AdaptedLinear(WrapsBase):
         delta, alpha = self.bank.apply_plan(x, plan)
         if delta.dtype != out.dtype:
             delta = delta.to(out.dtype)
-        # the leftover scale (plain LoRA's alpha / r) rides on the residual add: no extra pass over the output
-        return out + delta if alpha == 1.0 else torch.add(out, delta, alpha=alpha)
+        if out.shape != delta.shape:  # a fused slice (base: a zero scalar) or a broadcasting base: a new tensor
+            return out + delta if alpha == 1.0 else torch.add(out, delta, alpha=alpha)
+        # In place: the base output is fresh and no backward needs it (a linear's backward reads its input and
+        # weight), so this saves one (B, L, d_out) allocation per adapted linear. The leftover scale (plain LoRA's
+        # alpha / r) rides on the add: no extra pass over the output.
+        return out.add_(delta) if alpha == 1.0 else out.add_(delta, alpha=alpha)
