@@ -95,7 +95,6 @@ def _child(conn: socket.socket, fds: list[int], request: dict, run) -> None:
     global _in_worker
     _in_worker = True
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it; the job's subprocesses need it back
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.stdout.flush(), sys.stderr.flush()
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
