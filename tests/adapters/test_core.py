@@ -179,3 +179,44 @@ def test_targets_matching_nothing_and_indivisible_splits():
         attach_adapters(build_tiny("t5"), {"method": "mhr", "target_modules": ["q"], "n_tasks": 2, "n_splits": 3})
     with pytest.raises(ConfigError, match="task_ids"):
         adapted("t5", "poly")(**inputs("t5"))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gumbel_sigmoid_sample_is_torch_relaxed_bernoulli_bit_for_bit(temperature, dtype):
+    # Poly / MHR / OrchMoE sample with a written-out RelaxedBernoulli (speed); it must stay torch's, values and grads.
+    from torch.distributions import RelaxedBernoulli
+
+    from orchmoe.adapters.methods.poly import relaxed_bernoulli_rsample
+
+    base = torch.linspace(-30, 30, 24, dtype=dtype).view(2, 3, 4)  # +-30: the clamps at both ends are exercised
+    samples, grads = [], []
+    for sample in (lambda l: RelaxedBernoulli(torch.tensor(temperature, dtype=dtype), logits=l).rsample(),
+                   lambda l: relaxed_bernoulli_rsample(l, temperature)):
+        logits = base.clone().requires_grad_(True)
+        torch.manual_seed(7)
+        z = sample(logits)
+        (z * torch.arange(z.numel(), dtype=dtype).view_as(z)).sum().backward()
+        samples.append(z.detach())
+        grads.append(logits.grad)
+    assert torch.equal(samples[0], samples[1])
+    assert torch.equal(grads[0], grads[1])
+    assert samples[0].std() > 0.1  # a real sample, not constants
+
+
+def test_task_ids_are_checked_once_per_call_for_all_routers():
+    model = adapted("llama", "poly")
+    x = inputs("llama")
+    calls = []
+    ids = routing()["task_ids"]
+
+    class Counting(torch.Tensor):
+        def __lt__(self, other):
+            calls.append(other)
+            return super().__lt__(other)
+
+    model(**{**x, **routing(), "task_ids": ids.as_subclass(Counting)})
+    n_routers = sum(1 for n, _ in model.named_modules() if n.endswith("router"))
+    assert n_routers > 1 and calls == [-1, 0]  # the range check and the unknown mask, once each
+    with pytest.raises(ConfigError, match="task_ids must be in"):
+        model(**{**x, **routing(), "task_ids": torch.full_like(ids, 99)})
