@@ -38,22 +38,28 @@ def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
     assert re.match(r"# load before \(/proc/loadavg 1/5/15 min\): ", lines[1])
     for arch in ("t5", "llama"):
         header, rows = _table(lines, f"{arch}: one training step")
-        assert header.startswith("| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | GFLOP |")
+        assert header.startswith("| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | 95% CI | GFLOP |")
         assert [r[0] for r in rows] == names
         by = {r[0]: r for r in rows}
         assert by["peft lora r32"][2] == "1.00"
         assert float(by["lora r32"][3]) == pytest.approx(float(by["lora r32"][2]), abs=0.011)  # twin = PEFT LoRA
         for name in bench.OURS:
             assert by[name][5] in ("yes", "NO") and by[name][4].startswith("<= ")
+            lo, hi = map(float, by[name][6].split("-"))
+            assert 0 < lo <= hi
         assert by["poly 4xr8"][4] == "<= 1.00x PEFT twin" and by["orchmoe 4xr4"][4] == "<= 1.10x PEFT LoRA"
-        assert by["peft lora r32"][7] == "1.000" and float(by["lora r32"][7]) == pytest.approx(1.0, abs=0.01)
+        assert by["peft lora r32"][6] == "" and by["peft lora r32"][8] == "1.000"
+        assert float(by["lora r32"][8]) == pytest.approx(1.0, abs=0.01)
         header, rows = _table(lines, f"{arch}: greedy generation")
         assert header.startswith("| method | seconds | tokens/s | x base | x PEFT LoRA r32 |")
         by = {r[0]: r for r in rows}
         assert list(by) == names and by[bench.BASE][3] == "1.00" and float(by["moa 4xr8"][2]) > 0
         assert by["orchmoe 4xr4"][7] in ("yes", "NO") and by["moe_lora 4xr8"][7] == ""  # token routing: no target
-        assert by["peft lora r32"][9] == "1.00" and int(by["orchmoe 4xr4"][8]) > 0
-    assert re.match(r"# targets met: \d+ of 22$", lines[-1])
+        assert by["orchmoe 4xr4"][8] and by["moe_lora 4xr8"][8] == ""
+        assert by["peft lora r32"][10] == "1.00" and int(by["orchmoe 4xr4"][9]) > 0
+    assert re.match(r"# targets met: \d+ of 22$", lines[-2])
+    assert re.match(r"# targets whose 95% CI contains the limit \(this run cannot decide them\): \d+, of them met: \d+$",
+                    lines[-1])
     text = docs.read_text()
     assert "old numbers" not in text and text.endswith("## Next section\nkept\n")
     assert "Command: `OMP_NUM_THREADS=" in text and "--quick" in text and lines[-1] in text
@@ -64,3 +70,11 @@ def test_left_padding_for_decoder_only_generation(bench):
     t5 = bench.prompt_batch("t5", 4, 16, 100)["attention_mask"]
     assert (llama[:, -1] == 1).all() and llama[1:, 0].eq(0).all()  # left-padded: every row ends on a prompt token
     assert (t5[:, 0] == 1).all() and t5[1:, -1].eq(0).all()
+
+
+def test_ratio_interval_brackets_the_ratio_of_medians(bench):
+    times = {"a": [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02], "b": [2.0, 2.1, 1.9, 2.0, 2.05, 1.95, 2.0]}
+    lo, hi = bench.ratio_ci(times, "a", "b")
+    assert lo <= 0.5 <= hi and hi - lo < 0.1
+    lo, hi = bench.ratio_ci({"a": [1.0] * 5, "b": [1.0] * 5}, "a", "b")
+    assert lo == hi == 1.0
