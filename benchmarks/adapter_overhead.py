@@ -190,7 +190,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def interleaved_times(fns: dict, repeats: int, clock: str = "wall") -> dict:
-    """Seconds of every call per function, measured round-robin so that load from other processes hits all alike.
+    """Seconds of every call per function, measured in rounds (each function once per round, in a shuffled order)
+    so that load from other processes hits all alike.
 
     clock "cpu" counts this process's CPU seconds (all its threads) instead of wall seconds: on a machine shared
     with other jobs it does not count the time the scheduler gives to them."""
@@ -198,10 +199,15 @@ def interleaved_times(fns: dict, repeats: int, clock: str = "wall") -> dict:
     for fn in fns.values():  # warm-up
         fn()
     times = {name: [] for name in fns}
+    order = list(fns)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        # a new order every round: no configuration always runs right after the same other one (the allocator's and
+        # caches' state a step inherits depends on the step before it)
+        rng.shuffle(order)
+        for name in order:
             t0 = now()
-            fn()
+            fns[name]()
             times[name].append(now() - t0)
     return times
 
@@ -310,7 +316,7 @@ def run(args) -> list[str]:
     say(f"# torch {torch.__version__}, peft {peft.__version__}, transformers {transformers.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
         f", {os.cpu_count()} CPUs; {args.layers} blocks, d_model {size['d_model']}, q/k/v adapted; median of "
-        f"{args.repeats} interleaved runs after 1 warm-up, {args.clock} clock")
+        f"{args.repeats} interleaved rounds (order shuffled each round) after 1 warm-up, {args.clock} clock")
     say(f"# load before (/proc/loadavg 1/5/15 min): {loadavg()}")
     names = [BASE, *PEFT, *OURS]
     all_met = []
