@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
@@ -237,11 +238,17 @@ class _OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# torch's counter knows addmm / baddbmm but not their in-place forms, which the fused base + update node
+# (orchmoe.adapters.fused_update) accumulates with: the same products, counted alike.
+IN_PLACE_PRODUCTS = {torch.ops.aten.addmm_: lambda c, a, b, out_shape=None, **kw: flop_counter.mm_flop(a, b),
+                     torch.ops.aten.baddbmm_: lambda c, a, b, out_shape=None, **kw: flop_counter.bmm_flop(a, b)}
+
+
 def counts(fns: dict) -> dict:
     """name -> (multiply-add FLOPs, aten ops) of one more call: the work itself, independent of the machine's load."""
     out = {}
     for name, fn in fns.items():
-        with FlopCounterMode(display=False) as flops, _OpCounter() as ops:
+        with FlopCounterMode(display=False, custom_mapping=IN_PLACE_PRODUCTS) as flops, _OpCounter() as ops:
             fn()
         out[name] = (flops.get_total_flops(), ops.n)
     return out

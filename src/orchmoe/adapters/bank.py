@@ -73,6 +73,14 @@ class LoRABank(nn.Module):
         w = (w * self.scaling).repeat_interleave(r, dim=-1)
         return mix, A, B, (w[:, None, :] if w.dim() == 2 else w), 1.0
 
+    def factors(self, plan: tuple) -> tuple | None:
+        """(A, B, alpha) with the update = alpha (x A) B, when the plan is that plain product (no per-skill or
+        per-token weights between the two products, no dropout): what `fused_update` takes."""
+        mix, A, B, w, alpha = plan
+        if w is not None or self.has_dropout:
+            return None
+        return (A, B, alpha) if mix == "weights" else (A.t(), B.t(), alpha)
+
     def apply_plan(self, x: torch.Tensor, plan: tuple) -> tuple[torch.Tensor, float]:
         """(delta, alpha): the update before the leftover scale alpha (folded into the residual add by the caller)."""
         mix, A, B, w, alpha = plan

@@ -6,6 +6,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .bank import LoRABank
+from .fused_update import LinearPlusLowRank, fusable
 from .routing import Router
 
 
@@ -39,7 +40,6 @@ class AdaptedLinear(WrapsBase):
         self.mix = mix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
         router = self._shared_router[0]
         w = router.weights(x)
         ctx = router.ctx
@@ -55,6 +55,10 @@ class AdaptedLinear(WrapsBase):
                 ctx.plans[self] = (w, x.shape[0], plan)
         else:
             plan = self.bank.plan(w, x.shape[0], self.mix)
+            factors = self.bank.factors(plan)
+            if factors is not None and fusable(self.base, x, factors[0]):  # training LoRA / Poly / MHR
+                return LinearPlusLowRank.apply(x, self.base.weight, self.base.bias, *factors)
+        out = self.base(x)
         delta, alpha = self.bank.apply_plan(x, plan)
         if delta.dtype != out.dtype:
             delta = delta.to(out.dtype)
