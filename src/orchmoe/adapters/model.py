@@ -141,12 +141,12 @@ class MultiAdapterModel(nn.Module):
     def routing(self, task_ids=None, domain_ids=None, prompt_mask=None):
         c = self.ctx
         c.task_ids, c.domain_ids, c.prompt_mask = task_ids, domain_ids, prompt_mask
-        c.cache.clear(), c.losses.clear(), c.readout.clear(), c.plans.clear(), c.task_rows.clear()
+        c.cache.clear(), c.losses.clear(), c.readout.clear(), c.plans.clear(), c.rows_of_tasks.clear()
         c.encoder_hidden = c.encoder_features = None
         try:
             yield c
         finally:
-            c.cache.clear(), c.plans.clear(), c.task_rows.clear()
+            c.cache.clear(), c.plans.clear(), c.rows_of_tasks.clear()
             c.encoder_hidden = c.encoder_features = None
 
     def _prompt_mask(self, prompt_mask, attention_mask, labels):

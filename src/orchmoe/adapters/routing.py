@@ -23,12 +23,30 @@ class RoutingContext:
     encoder_features: torch.Tensor | None = None  # its parameter-free router features, shared by all decoder blocks
     cache: dict = field(default_factory=dict)   # group name -> per-sequence routing weights
     plans: dict = field(default_factory=dict)   # adapted linear -> its bank plan, reused through a no-grad call
-    task_rows: dict = field(default_factory=dict)  # (n_tasks, device) -> task ids checked once, for every router
+    rows_of_tasks: dict = field(default_factory=dict)  # (n_tasks, device) -> `task_rows`, checked once per call
     losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
     readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
 
     def add_loss(self, name: str, value: torch.Tensor) -> None:
         self.losses.setdefault(name, []).append(value)
+
+    def task_rows(self, n_tasks: int, device, who: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """For routers that look rows up by task id: (row per example, the mask of unknown tasks or None if none).
+
+        Unknown tasks (-1) read row 0 and are replaced by the caller. Checked once per forward / generate call for
+        all routers alike (each check is a host sync; a T5 step has 36 routers)."""
+        if self.task_ids is None:
+            raise ConfigError(f"{who}: task_ids are required (Poly/MHR route by task id)")
+        rows = self.rows_of_tasks.get((n_tasks, device))
+        if rows is None:
+            ids = self.task_ids
+            if (ids < -1).any() or (ids >= n_tasks).any():
+                raise ConfigError(f"{who}: task_ids must be in [0, n_tasks={n_tasks}) or -1 (unknown task); "
+                                  f"got {ids.tolist()}")
+            ids = ids.to(device)
+            unknown = ids < 0
+            rows = self.rows_of_tasks[(n_tasks, device)] = (ids.clamp_min(0), unknown if unknown.any() else None)
+        return rows
 
 
 def masked_rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -114,25 +132,6 @@ class Router(nn.Module):
         if w is None:
             w = self.ctx.cache[self.name] = compute()
         return w
-
-    def task_rows(self, n_tasks: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Routers that look rows up by task id: (row per example, the mask of unknown tasks or None if none).
-
-        Unknown tasks (-1) read row 0 and are replaced by the caller. Checked once per forward / generate call for
-        all routers alike (each check is a host sync; a T5 step has 36 routers)."""
-        ids = self.ctx.task_ids if self.ctx is not None else None
-        if ids is None:
-            raise ConfigError(f"{type(self).__name__}: task_ids are required (Poly/MHR route by task id)")
-        key = (n_tasks, device)
-        rows = self.ctx.task_rows.get(key)
-        if rows is None:
-            if (ids < -1).any() or (ids >= n_tasks).any():
-                raise ConfigError(f"{type(self).__name__}: task_ids must be in [0, n_tasks={n_tasks}) or -1 "
-                                  f"(unknown task); got {ids.tolist()}")
-            ids = ids.to(device)
-            unknown = ids < 0
-            rows = self.ctx.task_rows[key] = (ids.clamp_min(0), unknown if unknown.any() else None)
-        return rows
 
     def cached(self) -> torch.Tensor:
         w = self.ctx.cache.get(self.name) if self.ctx is not None else None

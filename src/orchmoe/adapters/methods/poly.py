@@ -49,7 +49,9 @@ class PolyRouter(Router):
         return self.once_per_call(self._weights)
 
     def _weights(self):
-        rows, unknown = self.task_rows(self.n_tasks, self.module_logits.device)
+        if self.ctx is None:
+            raise RuntimeError(f"router {self.name}: no routing context (forward called outside the wrapper?)")
+        rows, unknown = self.ctx.task_rows(self.n_tasks, self.module_logits.device, type(self).__name__)
         if self.oracle is not None:
             w = self.oracle[rows]
             return w if unknown is None else torch.where(unknown[:, None], self.oracle.mean(0), w)
