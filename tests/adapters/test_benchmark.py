@@ -50,6 +50,15 @@ def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
         assert by["poly 4xr8"][4] == "<= 1.00x PEFT twin" and by["orchmoe 4xr4"][4] == "<= 1.10x PEFT LoRA"
         assert by["peft lora r32"][6] == "" and by["peft lora r32"][8] == "1.000"
         assert float(by["lora r32"][8]) == pytest.approx(1.0, abs=0.01)
+        header, rows = _table(lines, f"{arch}: the ")
+        assert header.startswith("| method | ms | x PEFT twin | 95% CI | GFLOP | aten ops | ops x PEFT twin |")
+        by = {r[0]: r for r in rows}
+        assert list(by) == [*bench.PEFT, "lora r32", "poly 4xr8", "mhr 4xr8"]  # the methods PEFT implements too
+        for ours in ("lora r32", "poly 4xr8", "mhr 4xr8"):
+            lo, hi = map(float, by[ours][3].split("-"))
+            assert 0 < lo <= float(by[ours][2]) + 0.005 and lo <= hi
+            assert int(by[ours][5]) > 0 and float(by[ours][6]) > 0
+        assert by["peft poly 4xr8"][2] == by["peft poly 4xr8"][3] == ""
         header, rows = _table(lines, f"{arch}: greedy generation")
         assert header.startswith("| method | seconds | tokens/s | x base | x PEFT LoRA r32 |")
         by = {r[0]: r for r in rows}
@@ -57,9 +66,13 @@ def test_quick_run_reports_every_method_beside_peft(bench, tmp_path, capsys):
         assert by["orchmoe 4xr4"][7] in ("yes", "NO") and by["moe_lora 4xr8"][7] == ""  # token routing: no target
         assert by["orchmoe 4xr4"][8] and by["moe_lora 4xr8"][8] == ""
         assert by["peft lora r32"][10] == "1.00" and int(by["orchmoe 4xr4"][9]) > 0
-    assert re.match(r"# targets met: \d+ of 22$", lines[-2])
+    assert re.match(r"# targets met: \d+ of 22$", lines[-3])
     assert re.match(r"# targets whose 95% CI contains the limit \(this run cannot decide them\): \d+, of them met: \d+$",
-                    lines[-1])
+                    lines[-2])
+    met = int(re.match(r"# targets met: (\d+)", lines[-3]).group(1))
+    settled = re.match(r"# targets met, or undecided by the whole step and met by the adapted linears alone .*: (\d+) "
+                       r"of 22$", lines[-1])
+    assert settled and int(settled.group(1)) >= met
     text = docs.read_text()
     assert "old numbers" not in text and text.endswith("## Next section\nkept\n")
     assert "Command: `OMP_NUM_THREADS=" in text and "--quick" in text and lines[-1] in text
@@ -78,3 +91,12 @@ def test_ratio_interval_brackets_the_ratio_of_medians(bench):
     assert lo <= 0.5 <= hi and hi - lo < 0.1
     lo, hi = bench.ratio_ci({"a": [1.0] * 5, "b": [1.0] * 5}, "a", "b")
     assert lo == hi == 1.0
+
+
+def test_adapted_linears_decide_only_twin_targets_the_whole_step_cannot(bench):
+    assert bench.settled({"met": True, "undecided": False, "twin": None})
+    tie = {"met": False, "undecided": True, "twin": "poly 4xr8"}
+    assert bench.settled({**tie, "layers_below": True})
+    assert not bench.settled({**tie, "layers_below": False})
+    assert not bench.settled({**tie, "twin": None})  # not a twin target: nothing decides it but the step
+    assert not bench.settled({"met": False, "undecided": False, "twin": "poly 4xr8", "layers_below": True})
