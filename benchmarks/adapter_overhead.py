@@ -13,11 +13,12 @@ target; Llama trains on prompt + target with the loss on the target and the rout
    (per-sequence) routing <= 1.05x PEFT LoRA's time.
 
 3. The adapted linears alone: forward + backward of every adapted q/k/v linear of the model on one input, ours beside
-   PEFT's for the three methods PEFT implements too. In a whole Llama step the adapters are about a tenth of the time
-   (the LM head over 32k tokens is the largest item), so a real difference between two implementations of the same
-   maths shrinks to about the step's noise (~1%); here it is the whole measurement. A twin target (ours <= the PEFT
-   implementation of the same maths) that the whole step cannot decide (its 95% interval contains the limit) is
-   decided here: met when this interval lies below the limit. The last output line applies that rule.
+   PEFT's for the three methods PEFT implements too. In a whole Llama step the adapted linears (base products
+   included) are about a tenth of the time (the LM head over 32k tokens is the largest item), so a real difference
+   between two implementations of the same maths shrinks to about the step's noise (~1%); here it is the whole
+   measurement. A twin target (ours <= the PEFT implementation of the same maths) that the whole step cannot decide
+   (its 95% interval contains the limit) is decided here: met when this interval lies below the limit. The last
+   output line applies that rule.
 
 Load-independent columns next to the timings: GFLOP of one training step (matrix products, forward + backward,
 counted by torch's FlopCounterMode) and the number of aten ops of one generate call (per-call overhead: hooks,
@@ -300,8 +301,8 @@ def met(ratio: float, limit: float) -> str:
     return "yes" if ratio <= limit + 1e-9 else "NO"
 
 
-def training_table(runs: dict, work: dict) -> tuple[list[str], list[tuple]]:
-    """The table rows and, per target, (met, the 95% interval contains the limit)."""
+def training_table(runs: dict, work: dict) -> tuple[list[str], list[dict]]:
+    """The table rows and, per target, whether it is met and whether its 95% interval contains the limit."""
     times = {name: statistics.median(t) for name, t in runs.items()}
     ref, ref_flops = times["peft lora r32"], work["peft lora r32"][0]
     rows = ["| method | seconds | x PEFT LoRA r32 | x PEFT twin | target | met | 95% CI | GFLOP | FLOP x PEFT LoRA |",
@@ -318,14 +319,14 @@ def training_table(runs: dict, work: dict) -> tuple[list[str], list[tuple]]:
             verdict = met(t / times[against], limit)
             lo, hi = ratio_ci(runs, name, against)
             interval = f"{lo:.3f}-{hi:.3f}"
-            verdicts.append({"met": verdict == "yes", "undecided": lo <= limit <= hi, "limit": limit,
-                             "twin": name if twin == against else None})
+            verdicts.append({"method": name, "met": verdict == "yes", "undecided": lo <= limit <= hi,
+                             "limit": limit, "vs_twin": twin == against})
         rows.append(f"| {name} | {t:.3f} | {t / ref:.2f} | {twin_ratio} | {target} | {verdict} | {interval} | "
                     f"{work[name][0] / 1e9:.2f} | {work[name][0] / ref_flops:.3f} |")
     return rows, verdicts
 
 
-def decode_table(runs: dict, tokens: int, work: dict) -> tuple[list[str], list[tuple]]:
+def decode_table(runs: dict, tokens: int, work: dict) -> tuple[list[str], list[dict]]:
     times = {name: statistics.median(t) for name, t in runs.items()}
     ref, base, ref_ops = times["peft lora r32"], times[BASE], work["peft lora r32"][1]
     rows = ["| method | seconds | tokens/s | x base | x PEFT LoRA r32 | x PEFT twin | target | met | 95% CI | aten ops | "
@@ -338,8 +339,8 @@ def decode_table(runs: dict, tokens: int, work: dict) -> tuple[list[str], list[t
             target, verdict = f"<= {DECODE_TARGET:.2f}x PEFT LoRA", met(t / ref, DECODE_TARGET)
             lo, hi = ratio_ci(runs, name, "peft lora r32")
             interval = f"{lo:.3f}-{hi:.3f}"
-            verdicts.append({"met": verdict == "yes", "undecided": lo <= DECODE_TARGET <= hi, "limit": DECODE_TARGET,
-                             "twin": None})
+            verdicts.append({"method": name, "met": verdict == "yes", "undecided": lo <= DECODE_TARGET <= hi,
+                             "limit": DECODE_TARGET, "vs_twin": False})
         rows.append(f"| {name} | {t:.3f} | {tokens / t:.1f} | {t / base:.2f} | {t / ref:.2f} | "
                     f"{f'{t / times[twin]:.2f}' if twin else ''} | {target} | {verdict} | {interval} | "
                     f"{work[name][1]} | {work[name][1] / ref_ops:.2f} |")
@@ -356,7 +357,8 @@ def settled(verdict: dict) -> bool:
 def layers_table(runs: dict, work: dict) -> tuple[list[str], dict]:
     """Rows of the adapted-linears comparison and, per method of ours, the 95% interval of its ratio to its twin."""
     times = {name: statistics.median(t) for name, t in runs.items()}
-    rows = ["| method | ms | x PEFT twin | 95% CI | GFLOP | aten ops | ops x PEFT twin |", "|---|---|---|---|---|---|---|"]
+    rows = ["| method | ms | x PEFT twin | 95% CI | GFLOP | aten ops | ops x PEFT twin |",
+            "|---|---|---|---|---|---|---|"]
     intervals = {}
     for name, t in times.items():
         twin = OURS[name][1] if name in OURS else None
@@ -416,8 +418,8 @@ def run(args) -> list[str]:
         for r in rows:
             say(r)
         for v in verdicts:  # a twin target the whole step cannot decide is decided by the adapted linears alone
-            if v["twin"]:
-                v["layers_below"] = intervals[v["twin"]][1] < v["limit"]
+            if v["vs_twin"]:
+                v["layers_below"] = intervals[v["method"]][1] < v["limit"]
         p = prompt_batch(arch, args.batch, args.prompt, size["vocab"])
         decodes = {name: make_decode(arch, name, args.layers, size, p, args.new_tokens) for name in names}
         times = interleaved_times(decodes, args.repeats, args.clock)
@@ -474,16 +476,16 @@ def update_docs(path: Path, lines: list[str], argv: list[str]) -> None:
         "routes every token at every step and is reported without a target. `95% CI` is a bootstrap interval of the "
         "ratio the target is judged on (resampling whole rounds of the loop): two identical configurations differ by "
         "about 1% between runs on a quiet 2-core machine, so where the interval contains the limit this run cannot "
-        "decide the target either way (the output's second-to-last line counts those). The tables of 'the adapted q/k/v "
-        "linears alone' time only the code in which our LoRA / Poly / MHR and PEFT's differ (forward + backward of "
-        "every adapted linear on one input; PEFT's Poly layers get the task ids as an argument, without the hooks its "
-        "model uses to pass them, ours run inside their routing context): in a whole Llama step the adapters are about "
-        "a tenth of the time, so a real difference between the two implementations of the same maths shrinks to about "
-        "the step's noise. The last line judges each target as met at the whole step or, for a twin target that the "
-        "step cannot decide, by the adapted linears (met when their 95% interval lies below the limit); a step slower "
-        "beyond its noise stays a miss. A `NO` under a load far above the "
-        "core count is not a verdict: rerun on a quiet machine (`--clock cpu` counts this process's CPU seconds "
-        "only, which is less sensitive to other jobs).", "", ""])
+        "decide the target either way (the output's second-to-last line counts those). The tables of 'the adapted "
+        "q/k/v linears alone' time only the code in which our LoRA / Poly / MHR and PEFT's differ (forward + backward"
+        " of every adapted linear on one input; PEFT's Poly layers get the task ids as an argument, without the hooks"
+        " its model uses to pass them, ours run inside their routing context): in a whole Llama step the adapted "
+        "linears (base products included) are about a tenth of the time, so a real difference between the two "
+        "implementations of the same maths shrinks to about the step's noise. The last line judges each target as met"
+        " at the whole step or, for a twin target that the step cannot decide, by the adapted linears (met when their"
+        " 95% interval lies below the limit); a step slower beyond its noise stays a miss. A `NO` under a load far "
+        "above the core count is not a verdict: rerun on a quiet machine (`--clock cpu` counts this process's CPU "
+        "seconds only, which is less sensitive to other jobs).", "", ""])
     with atomic_path(path) as tmp:
         tmp.write_text(text[:start.start()] + section + text[end:])
 

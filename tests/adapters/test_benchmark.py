@@ -94,9 +94,10 @@ def test_ratio_interval_brackets_the_ratio_of_medians(bench):
 
 
 def test_adapted_linears_decide_only_twin_targets_the_whole_step_cannot(bench):
-    assert bench.settled({"met": True, "undecided": False, "twin": None})
-    tie = {"met": False, "undecided": True, "twin": "poly 4xr8"}
+    assert bench.settled({"method": "orchmoe 4xr4", "met": True, "undecided": False, "vs_twin": False})
+    tie = {"method": "poly 4xr8", "met": False, "undecided": True, "vs_twin": True}
     assert bench.settled({**tie, "layers_below": True})
     assert not bench.settled({**tie, "layers_below": False})
-    assert not bench.settled({**tie, "twin": None})  # not a twin target: nothing decides it but the step
-    assert not bench.settled({"met": False, "undecided": False, "twin": "poly 4xr8", "layers_below": True})
+    # not a twin target (run() gives it no layers_below): nothing decides it but the step
+    assert not bench.settled({**tie, "method": "moe_lora 4xr8", "vs_twin": False})
+    assert not bench.settled({**tie, "undecided": False, "layers_below": True})  # slower beyond noise: a miss
