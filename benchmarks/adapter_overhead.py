@@ -405,9 +405,9 @@ def run(args) -> list[str]:
             say(r)
         all_met += verdicts
         seq = args.source + (args.target if arch != "t5" else 0)
-        h = torch.randn(args.batch, seq, size["d_model"], generator=torch.Generator().manual_seed(2))
-        twins = [n for n in PEFT] + [n for n in OURS if OURS[n][1]]
-        layer_fns = {name: make_layers(arch, name, args.layers, size, h, x["task_ids"]) for name in twins}
+        layer_input = torch.randn(args.batch, seq, size["d_model"], generator=torch.Generator().manual_seed(2))
+        twins = [*PEFT, *(name for name in OURS if OURS[name][1])]
+        layer_fns = {name: make_layers(arch, name, args.layers, size, layer_input, x["task_ids"]) for name in twins}
         times = interleaved_times(layer_fns, args.repeats, args.clock)
         n_adapted = layer_fns[twins[0]].n_adapted
         work = counts(layer_fns)
