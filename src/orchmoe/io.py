@@ -86,15 +86,24 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def md5_tree(path: str | os.PathLike) -> dict[str, str]:
+    """Relative path -> md5 of every file under a directory, in the order md5_path hashes them."""
+    path = Path(path)
+    return {p.relative_to(path).as_posix(): md5_file(p) for p in sorted(q for q in path.rglob("*") if q.is_file())}
+
+
+def md5_of_tree(files: dict[str, str]) -> str:
+    """A directory's md5 from its md5_tree: the md5 of its sorted (relative path, file md5) list."""
+    h = hashlib.md5()
+    for name, md5 in files.items():
+        h.update(f"{name}\0{md5}\n".encode())
+    return h.hexdigest()
+
+
 def md5_path(path: str | os.PathLike) -> str:
     """md5 of a file, or of a directory as the md5 of its sorted (relative path, file md5) list."""
     path = Path(path)
-    if path.is_file():
-        return md5_file(path)
-    h = hashlib.md5()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path).as_posix()}\0{md5_file(p)}\n".encode())
-    return h.hexdigest()
+    return md5_file(path) if path.is_file() else md5_of_tree(md5_tree(path))
 
 
 def json_or_file(value: str) -> dict:

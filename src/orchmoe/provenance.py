@@ -12,7 +12,7 @@ import torch
 
 from orchmoe import warm
 
-from orchmoe.io import md5_path, write_json
+from orchmoe.io import md5_file, md5_of_tree, md5_tree, write_json
 
 PACKAGES = ("orchmoe", "torch", "transformers", "datasets", "rouge-score", "sacrebleu", "safetensors", "snakemake", "dvc")
 
@@ -42,6 +42,15 @@ def device_info() -> dict:
     return info
 
 
+def file_record(path) -> dict:
+    """{"md5"} of a file; a directory also lists the md5 of each file in it (`files`), so `orchmoe trace --verify`
+    can name the one file of a checkpoint or base model folder that changed."""
+    if Path(path).is_file():
+        return {"md5": md5_file(path)}
+    files = md5_tree(path)
+    return {"md5": md5_of_tree(files), "files": files}
+
+
 def write_run_json(path, command: str, config: dict, seed: int | None, inputs: dict, outputs: dict,
                    extra: dict | None = None) -> dict:
     """inputs/outputs: {role: path}; each is recorded with its md5 (directories: md5 of their file list)."""
@@ -50,9 +59,9 @@ def write_run_json(path, command: str, config: dict, seed: int | None, inputs: d
         "device": device_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # which cluster job made it (None outside SLURM)
         "warm": warm.in_worker(),  # run in a fork of `orchmoe warm`'s server (same code and files, no import cost)
-        "inputs": {k: {"path": str(v), "md5": md5_path(v)} for k, v in inputs.items() if v is not None},
+        "inputs": {k: {"path": str(v), **file_record(v)} for k, v in inputs.items() if v is not None},
         # outputs sit beside run.json (possibly in a temporary folder renamed later): record relative paths
-        "outputs": {k: {"path": os.path.relpath(v, Path(path).parent), "md5": md5_path(v)} for k, v in outputs.items()},
+        "outputs": {k: {"path": os.path.relpath(v, Path(path).parent), **file_record(v)} for k, v in outputs.items()},
     }
     record.update(extra or {})
     write_json(path, record)

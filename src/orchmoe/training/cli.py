@@ -222,6 +222,7 @@ def _adapt(args) -> None:
         inputs = {"data": Path(args.data) / "unseen.jsonl", "few_shot": Path(args.data) / "unseen_train.jsonl",
                   "checkpoint": Path(args.checkpoint), "base": base_input(args.base)}
         config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out", "seed")}
+        # every output, the adapted adapter/ file by file included: `orchmoe trace --verify` checks them
         write_run_json(tmp / "run.json", " ".join(sys.argv), config, args.seed, inputs,
-                       {"predictions.jsonl": tmp / "predictions.jsonl", "metrics.json": tmp / "metrics.json"})
+                       {p.name: p for p in sorted(tmp.iterdir())})
     print(f"{out}: " + ", ".join(f"{k}={v}" for k, v in metrics["mean"].items()))
