@@ -38,11 +38,17 @@ def _scores(folder: Path, score: float) -> None:
     write_json(folder / "metrics.json", {"mean": mean, "n": 2, "per_task": {t: mean for t in TASKS}})
 
 
+def _done(folder: Path) -> None:
+    """What Snakemake does after a job with a directory() output: an empty flag file in it, after its run.json."""
+    (folder / ".snakemake_timestamp").touch()
+
+
 def _build(root: Path) -> None:
     """The workflow's layout with relative paths, as the rules run the CLI from the repository root."""
     BASE.mkdir(parents=True)
     save_file({"w": torch.zeros(100)}, str(BASE / "model.safetensors"))
     write_json(BASE / "config.json", {"d_model": 8})
+    _done(BASE)
     DATA.mkdir(parents=True)
     write_json(DATA / "manifest.json", {"tasks": TASKS, "seed": 0, "params": {"n_train": 2}, "sources": {}})
     for split in ("train", "eval", "unseen", "unseen_train"):
@@ -55,12 +61,14 @@ def _build(root: Path) -> None:
         write_run_json(ck / "run.json", "orchmoe train", {"adapter": {"method": "orchmoe", "rank": 2},
                        "train": {"lr": 0.1}, "base": str(BASE)}, seed, {"data": DATA, "base": BASE},
                        {p.name: p for p in sorted(ck.iterdir())})
+        _done(ck)
         ev = Path(f"results/eval/t/s/tiny/orchmoe/seed{seed}/eval")
         ev.mkdir(parents=True)
         _scores(ev, 40.0 + 10 * seed)
         write_run_json(ev / "run.json", "orchmoe evaluate", {"base": str(BASE)}, seed,
                        {"data": DATA / "eval.jsonl", "checkpoint": ck, "base": BASE},
                        {"predictions.jsonl": ev / "predictions.jsonl", "metrics.json": ev / "metrics.json"})
+        _done(ev)
     FS.mkdir(parents=True)  # rule adapt: the routing adapted to the held-out tasks in adapter/, then evaluated
     _adapter(FS / "adapter", 16.0)
     (FS / "adapt_log.csv").write_text("step,loss\n1,1.0\n")
@@ -68,12 +76,14 @@ def _build(root: Path) -> None:
     write_run_json(FS / "run.json", "orchmoe adapt", {"base": str(BASE)}, 0,
                    {"data": DATA / "unseen.jsonl", "few_shot": DATA / "unseen_train.jsonl", "checkpoint": CK,
                     "base": BASE}, {p.name: p for p in sorted(FS.iterdir())})
+    _done(FS)
     floor = Path("results/eval/t/s/tiny/base/seed0/eval")
     floor.mkdir(parents=True)
     _scores(floor, 5.0)
     write_run_json(floor / "run.json", "orchmoe evaluate", {"base": str(BASE)}, 0,
                    {"data": DATA / "eval.jsonl", "base": BASE},
                    {"predictions.jsonl": floor / "predictions.jsonl", "metrics.json": floor / "metrics.json"})
+    _done(floor)
     build_tables("results", "t", TABLES)
 
 
@@ -131,7 +141,8 @@ def test_untouched_chain_verifies(tree):
     assert verify(TABLES, "tiny", "orchmoe", "bleu", seed=1)[0]  # a metric with no main-table column
     # the records verify reads: a folder lists each file's md5, and its md5 is still md5_path's
     base = json.loads((EV / "run.json").read_text())["inputs"]["base"]
-    assert set(base["files"]) == {"config.json", "model.safetensors"} and base["md5"] == md5_path(BASE)
+    assert set(base["files"]) == {".snakemake_timestamp", "config.json", "model.safetensors"}
+    assert base["md5"] == md5_path(BASE)
 
 
 EDITS = {  # what is edited -> (the edit, the split whose cell is verified, what the one line must name)

@@ -68,6 +68,9 @@ def test_adapt_cli_writes_fewshot_eval(tmp_path, heldout_suite):
     metrics = read_json(out / "metrics.json")
     assert set(metrics["per_task"]) == set(read_json(heldout_suite / "manifest.json")["unseen_tasks"])
     assert (out / "adapter" / "orchmoe_adapter.json").is_file()
+    recorded = read_json(out / "run.json")["outputs"]  # each file `orchmoe trace --verify` checks
+    assert set(recorded) == {"adapter", "adapt_log.csv", "metrics.json", "predictions.jsonl"}
+    assert set(recorded["adapter"]["files"]) == {"orchmoe_adapter.json", "orchmoe_adapter.safetensors"}
 
 
 def test_unseen_train_is_disjoint_from_unseen_eval(heldout_suite):

@@ -69,6 +69,10 @@ def test_trace_one_cell(ran):
                  "base model"):
         assert any(line.startswith(part) or line.strip().startswith(part) for line in out.splitlines()), part
     assert "models/ci/tiny-t5 md5=" in out
+    verified = subprocess.run([str(BIN / "orchmoe"), "trace", "--tables", "results/tables/ci", "--base", "tiny-t5",
+                               "--run", "orchmoe", "--verify"], cwd=ran, env=env, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]  # a real run's records hold
+    assert verified.stdout.splitlines()[-1].startswith("verify: ok: 1 metrics_long.csv value(s)")
 
 
 def test_report_and_nothing_left_to_do(ran):

@@ -63,8 +63,15 @@ def _same(table_value, source) -> bool:
     return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+# Snakemake touches this empty file in every directory() output after its job, i.e. after run.json was written
+SNAKEMAKE_FLAG = ".snakemake_timestamp"
+
+
 def _listing(folder: Path) -> list[str]:
-    return sorted(q.relative_to(folder).as_posix() for q in folder.rglob("*") if q.is_file()) if folder.is_dir() else []
+    """The files a run.json should have recorded: all under `folder` but Snakemake's timestamp flag."""
+    if not folder.is_dir():
+        return []
+    return sorted(q.relative_to(folder).as_posix() for q in folder.rglob("*") if q.is_file() and q.name != SNAKEMAKE_FLAG)
 
 
 def _markdown_table(path: Path) -> pd.DataFrame:
