@@ -98,15 +98,13 @@ def _trace(a):
 
     from .trace import trace, verify
 
-    if not a.verify:
-        print("\n".join(trace(a.tables, a.base, a.run, a.metric, a.seed, a.dvc_lock, a.suite, a.split)))
-        return 0
-    ok, line = verify(a.tables, a.base, a.run, a.metric, a.seed, a.suite, a.split)
+    ok, verdict = verify(a.tables, a.base, a.run, a.metric, a.seed, a.suite, a.split) if a.verify else (True, None)
     try:
         print("\n".join(trace(a.tables, a.base, a.run, a.metric, a.seed, a.dvc_lock, a.suite, a.split)))
     except (OrchmoeError, OSError, KeyError):
         if ok:
             raise
-        # the link verify names (a missing or edited run.json) also breaks the printed chain: its one line says why
-    print(line)
+        # the link the verdict names (a missing or edited run.json) also breaks the printed chain: the verdict says why
+    if verdict:
+        print(verdict)
     return 0 if ok else 1
