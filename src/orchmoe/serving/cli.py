@@ -237,9 +237,10 @@ def _export(args) -> None:
     from orchmoe.io import atomic_path
 
     from .check import eval_records, measure
-    from .runs import open_run
+    from .runs import open_run, require_run
 
     out = Path(args.out)
+    require_run(Path(args.run))
     _check_out(out, Path(args.run), args.all_tasks, args.replace)  # before the minutes a big base takes to load
     run = open_run(args.run, args.base, args.data)
     if run.method not in EXACT:

@@ -85,6 +85,14 @@ class Run:
         return prompts, file
 
 
+def require_run(path: Path) -> Path:
+    """The run's run.json; one line if `path` is not a training run."""
+    run_json = Path(path) / "run.json"
+    if not run_json.is_file():
+        raise ConfigError(f"{path}: not a training run (run.json missing)")
+    return run_json
+
+
 def open_run(path, base: str | None = None, data: str | None = None) -> Run:
     from orchmoe.adapters import load_adapters
     from orchmoe.data.superni import read_suite
@@ -92,9 +100,7 @@ def open_run(path, base: str | None = None, data: str | None = None) -> Run:
     from orchmoe.training.cli import base_spec
 
     path = Path(path)
-    run_json = path / "run.json"
-    if not run_json.is_file():
-        raise ConfigError(f"{path}: not a training run (run.json missing)")
+    run_json = require_run(path)
     record = json.loads(run_json.read_text())
     base = base or record.get("config", {}).get("base")
     if not base:
