@@ -54,6 +54,13 @@ def test_out_never_destroys_what_export_did_not_write(tmp_path, suite2, capsys):
     assert main(["export", str(run_dir), "--out", str(mine), "--replace"]) == 2
     assert "not an earlier export" in _err(capsys) and (mine / "notes.txt").read_text() == "keep me"
 
+    file = tmp_path / "a-file"
+    file.write_text("mine")
+    assert main(["export", str(run_dir), "--out", str(file), "--replace"]) == 2
+    assert "it is not a folder" in _err(capsys) and file.read_text() == "mine"
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "empty"), "--check-prompts", "0"]) == 0
+
     one = tmp_path / "one"
     assert main(["export", str(run_dir), "--out", str(one)]) == 0
     assert main(["export", str(run_dir), "--out", str(one)]) == 2
@@ -101,8 +108,8 @@ def test_fixed_allocation_poly_exports_its_real_allocation(tmp_path, suite2, cap
 def test_sidecars_state_the_measured_error_of_approximate_exports(tmp_path, suite2, capsys):
     run_dir = _train(tmp_path, suite2, "llama", "orchmoe")
     file = run_dir / "orchmoe_adapter.safetensors"  # 4 steps leave routing uniform: make it depend on the prompt
-    sharp = {k: v * (500 if "skill_logits" in k else 50 if "task_router" in k else 1) for k, v in load_file(file).items()}
-    save_file(sharp, file)
+    scale = {"skill_logits": 500, "task_router": 50}
+    save_file({k: v * next((f for n, f in scale.items() if n in k), 1) for k, v in load_file(file).items()}, file)
     tasks = json.loads((suite2 / "manifest.json").read_text())["tasks"]
     assert main(["export", str(run_dir), "--out", str(tmp_path / "t"), "--task", tasks[4]]) == 0
     meta = json.loads((tmp_path / "t" / "orchmoe_export.json").read_text())

@@ -217,8 +217,8 @@ def _check_out(out: Path, run_path: Path, all_tasks: bool, replace: bool) -> Non
     if o == r or r in o.parents or o in r.parents:
         where = "is" if o == r else "is inside" if r in o.parents else "holds"
         raise ConfigError(f"--out {out} {where} the run folder {run_path}: export elsewhere (nothing written)")
-    if not (out.exists() or out.is_symlink()):
-        return
+    if not (out.exists() or out.is_symlink()) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        return  # new, or an empty folder: nothing there to lose
     if not replace:
         raise ConfigError(f"--out {out} exists: pass --replace to replace an earlier export there (nothing written)")
     kind, why = _earlier_export(out)
@@ -276,7 +276,8 @@ def _export(args) -> None:
                 raise ConfigError(f"export {sub or out}: not exact (max |delta logit| {same} against the run on "
                                   f"{check['same_routing']['n']} prompts it claims to equal): nothing written")
             written = json.loads((folders[sub] / SIDECAR).read_text())  # with the md5s of PEFT's two files
-            (folders[sub] / SIDECAR).write_text(json.dumps({**written, "check": check}, indent=2, sort_keys=True) + "\n")
+            written["check"] = check
+            (folders[sub] / SIDECAR).write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
         names = [n for n in plan if n]
         if names:
             (tmp / MARKER).write_text(json.dumps({"format": "orchmoe-exports", **provenance, "folders": names,
@@ -392,6 +393,6 @@ def _route(args) -> None:
         print(json.dumps(out, sort_keys=True))
     if inexact:
         why = ("block routers split between domains" if run.method == "moa"
-               else f"routing farther than --max-distance {args.max_distance} from every exported task's")
+               else f"their routing differs from the nearest task's by more than --max-distance {args.max_distance}")
         print(f"route: no exported adapter is exact for {inexact} of {len(rows)} prompts ({why}); export the exact "
               f"LoRA of such a prompt with `orchmoe export {run.path} --out DIR --prompt PROMPT`", file=sys.stderr)
