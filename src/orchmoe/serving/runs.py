@@ -34,12 +34,16 @@ class Run:
 
     def base_md5(self) -> str:
         """The base as run.json records it: the md5 of its folder (of a fetched folder's fetch.json), or, for a hub
-        id or a tiny-model spec, of the spec itself."""
+        id or a tiny-model spec, of the spec itself. The recorded md5 for the recorded base (a multi-GB folder is
+        not hashed again by every export and route; `orchmoe trace --verify` checks the folder itself)."""
         import hashlib
 
         from orchmoe.io import md5_path
         from orchmoe.training.cli import base_input, base_spec
 
+        recorded = self.record.get("inputs", {}).get("base", {}).get("md5")
+        if recorded and self.base == self.record.get("config", {}).get("base"):
+            return recorded
         found = base_input(self.base)
         if found is not None:
             return md5_path(found)
