@@ -80,8 +80,15 @@ def _common_config(model, names) -> dict:
 
 
 def _write(path, config: dict, state: dict, meta: dict | None) -> Path:
-    """One folder, written atomically: PEFT's two files plus the sidecar (with the md5s of the two)."""
+    """One folder, written atomically: PEFT's two files plus the sidecar (with the md5s of the two). An existing
+    `path` is replaced only if it holds nothing but these files (never a training run or anything else)."""
     path = Path(path)
+    if path.is_symlink() or path.is_file():
+        raise ConfigError(f"{path}: exists and is not a folder; refusing to replace it")
+    if path.is_dir():
+        other = sorted(p.name for p in path.iterdir() if p.name not in (PEFT_CONFIG, PEFT_WEIGHTS, SIDECAR))
+        if other:
+            raise ConfigError(f"{path}: holds {other[0]}, which a PEFT export does not write; refusing to replace it")
     with atomic_path(path) as tmp:
         tmp.mkdir()
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / PEFT_WEIGHTS))
