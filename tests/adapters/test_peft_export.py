@@ -173,3 +173,16 @@ def test_a_peft_lora_on_a_fused_linear_initialises_its_slices(tmp_path):
             r.router.weight.zero_()
     x = inputs("gpt2")
     _close(moa(**x).logits, _peft("gpt2", tmp_path / "hub")(**x).logits)
+
+
+def test_writing_a_peft_folder_never_replaces_other_files(tmp_path):
+    """The library writer replaces an earlier PEFT export, never a folder holding anything else (a training run)."""
+    model = _trained("llama", "lora")
+    model.export_peft(tmp_path / "p")
+    model.export_peft(tmp_path / "p")  # its own three files: replaced
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "orchmoe_adapter.safetensors").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match="holds orchmoe_adapter.safetensors, which a PEFT export does not write"):
+        model.export_peft(run)
+    assert (run / "orchmoe_adapter.safetensors").read_bytes() == b"weights"

@@ -55,7 +55,8 @@ def test_orchmoe_recipe_export_all_route_load(tmp_path, suite, capsys):
     exports = tmp_path / "exports"
     assert main(["export", str(run_dir), "--out", str(exports), "--all-tasks"]) == 0
     tasks = json.loads((suite / "manifest.json").read_text())["tasks"]
-    assert sorted(p.name for p in exports.iterdir()) == sorted(tasks)
+    assert sorted(p.name for p in exports.iterdir() if p.is_dir()) == sorted(tasks)
+    assert json.loads((exports / "orchmoe_exports.json").read_text())["folders"] == tasks
     meta = json.loads((exports / tasks[0] / "orchmoe_export.json").read_text())
     assert meta["merged_from"]["task"] == tasks[0] and meta["merged_from"]["routing_spread"] >= 0
     assert meta["merged_from"]["prompts"]["n"] == 8 and meta["run_files"]["orchmoe_adapter.safetensors"] == \
@@ -108,7 +109,7 @@ def test_moa_exports_one_rank_r_lora_per_domain(tmp_path, suite, capsys):
     run_dir = _train(tmp_path, suite, "t5", "moa")
     domains = json.loads((suite / "manifest.json").read_text())["domains"]
     assert main(["export", str(run_dir), "--out", str(tmp_path / "d"), "--all-tasks"]) == 0
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(domains)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir() if p.is_dir()) == sorted(domains)
     config = json.loads((tmp_path / "d" / domains[0] / "adapter_config.json").read_text())
     assert config["r"] == 2 and config["lora_alpha"] == 2.0
     capsys.readouterr()

@@ -62,17 +62,33 @@ def peft_target_modules(model, names) -> list[str]:
     return sorted(leaves) if selected == adapted else sorted(adapted)
 
 
+def base_name_or_path(model) -> str | None:
+    """What PEFT and servers load the base from: a local folder as an absolute path (a relative one would resolve
+    against whatever folder the folder is served from), a hub id as it is, None for a tiny base (no files)."""
+    name = getattr(model.base_model.config, "_name_or_path", None) or None
+    if name is not None and Path(name).exists():
+        return str(Path(name).resolve())
+    return name
+
+
 def _common_config(model, names) -> dict:
     return {
         "target_modules": peft_target_modules(model, names), "inference_mode": True,
         "task_type": "SEQ_2_SEQ_LM" if model.is_encoder_decoder else "CAUSAL_LM",
-        "base_model_name_or_path": getattr(model.base_model.config, "_name_or_path", None) or None,
+        "base_model_name_or_path": base_name_or_path(model),
     }
 
 
 def _write(path, config: dict, state: dict, meta: dict | None) -> Path:
-    """One folder, written atomically: PEFT's two files plus the sidecar (with the md5s of the two)."""
+    """One folder, written atomically: PEFT's two files plus the sidecar (with the md5s of the two). An existing
+    `path` is replaced only if it holds nothing but these files (never a training run or anything else)."""
     path = Path(path)
+    if path.is_symlink() or path.is_file():
+        raise ConfigError(f"{path}: exists and is not a folder; refusing to replace it")
+    if path.is_dir():
+        other = sorted(p.name for p in path.iterdir() if p.name not in (PEFT_CONFIG, PEFT_WEIGHTS, SIDECAR))
+        if other:
+            raise ConfigError(f"{path}: holds {other[0]}, which a PEFT export does not write; refusing to replace it")
     with atomic_path(path) as tmp:
         tmp.mkdir()
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / PEFT_WEIGHTS))
@@ -186,10 +202,24 @@ def write_peft_poly(path, model, meta: dict | None = None) -> Path:
         prefix = f"base_model.model.{name}."
         state[prefix + "poly_lora_A"] = bank.lora_A.view(S, r, H, bank.d_in // H).permute(2, 0, 3, 1)
         state[prefix + "poly_lora_B"] = (bank.lora_B * fold).view(S, H, bank.d_out // H, r).permute(1, 0, 3, 2)
-        state[prefix + "poly_router.module_logits"] = layer.router.module_logits
+        state[prefix + "poly_router.module_logits"] = allocation_logits(layer.router)
     config = {**_common_config(model, model.adapted), "peft_type": "POLY", "poly_type": "poly", "r": cfg.rank,
               "n_tasks": cfg.n_tasks, "n_skills": cfg.n_skills, "n_splits": cfg.n_splits, "init_weights": True}
     return _write(path, config, state, meta)
+
+
+@torch.no_grad()
+def allocation_logits(router) -> torch.Tensor:
+    """Logits that PEFT's Poly turns into the router's evaluation-time allocation (sigmoid, then rows normalised).
+
+    A learned router's own logits; a fixed allocation (the oracle / per-task references, whose module_logits are
+    frozen at their random init and never used) as logit(c w) with c = 1/(2 max_s w_s), so sigmoid gives back c w
+    and the normalisation w itself; a zero weight as -1e4 (sigmoid exactly 0 in float32)."""
+    if getattr(router, "oracle", None) is None:
+        return router.module_logits
+    w = router.allocation().float()
+    z = w / (2 * w.amax(-1, keepdim=True).clamp_min(1e-30))
+    return torch.logit(z).clamp_min(-1e4).to(router.module_logits.dtype)
 
 
 # -- PEFT LoRA folders in --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class Run:
     record: dict  # run.json
     data: Path | None  # the suite the run trained on
     manifest: dict
+    base: str  # the base model as given (--base) or recorded in run.json
 
     @property
     def method(self) -> str:
@@ -28,8 +29,27 @@ class Run:
         from orchmoe.adapters.model import CONFIG_NAME, WEIGHTS_NAME
 
         files = {n: md5_file(self.path / n) for n in (CONFIG_NAME, WEIGHTS_NAME, "run.json") if (self.path / n).is_file()}
-        return {"run": str(self.path), "method": self.method, "base": self.record.get("config", {}).get("base"),
+        return {"run": str(self.path.resolve()), "method": self.method, "base": self.base, "base_md5": self.base_md5(),
                 "run_files": files, "git": self.record.get("git")}
+
+    def base_md5(self) -> str:
+        """The base as run.json records it: the md5 of its folder (of a fetched folder's fetch.json), or, for a hub
+        id or a tiny-model spec, of the spec itself. The recorded md5 for the recorded base (a multi-GB folder is
+        not hashed again by every export and route; `orchmoe trace --verify` checks the folder itself)."""
+        import hashlib
+
+        from orchmoe.io import md5_path
+        from orchmoe.training.cli import base_input, base_spec
+
+        recorded = self.record.get("inputs", {}).get("base", {}).get("md5")
+        if recorded and self.base == self.record.get("config", {}).get("base"):
+            return recorded
+        found = base_input(self.base)
+        if found is not None:
+            return md5_path(found)
+        spec = base_spec(self.base)
+        text = json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else str(spec)
+        return hashlib.md5(text.encode()).hexdigest()
 
     def collate(self, records: list[dict]) -> dict:
         from orchmoe.data.batching import make_collator
@@ -69,6 +89,14 @@ class Run:
         return prompts, file
 
 
+def require_run(path: Path) -> Path:
+    """The run's run.json; one line if `path` is not a training run."""
+    run_json = Path(path) / "run.json"
+    if not run_json.is_file():
+        raise ConfigError(f"{path}: not a training run (run.json missing)")
+    return run_json
+
+
 def open_run(path, base: str | None = None, data: str | None = None) -> Run:
     from orchmoe.adapters import load_adapters
     from orchmoe.data.superni import read_suite
@@ -76,9 +104,7 @@ def open_run(path, base: str | None = None, data: str | None = None) -> Run:
     from orchmoe.training.cli import base_spec
 
     path = Path(path)
-    run_json = path / "run.json"
-    if not run_json.is_file():
-        raise ConfigError(f"{path}: not a training run (run.json missing)")
+    run_json = require_run(path)
     record = json.loads(run_json.read_text())
     base = base or record.get("config", {}).get("base")
     if not base:
@@ -87,4 +113,9 @@ def open_run(path, base: str | None = None, data: str | None = None) -> Run:
     data = Path(data) if data else None
     manifest = read_suite(data) if data else {"tasks": [], "domains": []}
     model, tokenizer = load_base(base_spec(base))
-    return Run(path, load_adapters(model, path).eval(), tokenizer, record, data, manifest)
+    try:
+        model = load_adapters(model, path).eval()
+    except (RuntimeError, KeyError, ValueError, AttributeError) as e:  # e.g. a --base of another architecture
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: its adapters do not fit base {base!r} ({first[:200]})") from None
+    return Run(path, model, tokenizer, record, data, manifest, base)
