@@ -5,7 +5,6 @@ import itertools
 import json
 import os
 import re
-import shlex
 import sys
 
 import jsonschema
@@ -216,12 +215,12 @@ LOAD_KEYS = ("dtype", "trust_remote_code")
 
 
 def base_arg(base):
-    """What `orchmoe train/evaluate --base` gets: the local folder, or a JSON spec when loader settings apply."""
+    """What `orchmoe train/evaluate/adapt --base` gets: the local folder, or a JSON spec when loader settings apply."""
     spec = BASES[base]
     load = {k: spec[k] for k in LOAD_KEYS if k in spec}
     if spec["source"] == "hub" and load:
-        return q({"source": "local", "path": base_dir(base), **load})
-    return q(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
+        return as_json({"source": "local", "path": base_dir(base), **load})
+    return as_json(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
 
 
 def fetch_spec(base):
@@ -299,9 +298,13 @@ if any(b["source"] == "pretrain" for b in BASES.values()):  # the dvc "data" sta
 DATA_TARGETS = sorted(set(DATA_TARGETS))
 
 
-def q(obj):
-    """Shell-quoted JSON: configs travel to the CLI as one argument."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+# Shell safety: a config value reaches a command only through a `shell:` placeholder written `{...:q}` (Snakemake
+# shell-quotes it; a list becomes one quoted word per item), so a path with a space, a quote or `$(...)` is one
+# argument, never shell syntax. Params therefore hold plain values or argv lists, never pre-quoted shell text;
+# tests/workflow/test_shell_quoting.py checks every placeholder of every rule.
+def as_json(obj):
+    """A config object as one JSON argument of the CLI (the shell line quotes it)."""
+    return json.dumps(obj, sort_keys=True)
 
 
 def run_of(wildcards):
@@ -360,20 +363,21 @@ def sample_inputs(wildcards):
 
 
 def sample_flags(wildcards, input):
+    """The sampling command's options as an argv list (one item per word: the shell line quotes each)."""
     s = SUITES[wildcards.suite]
     if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
-        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
-                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
-        return " ".join(flags + (["--strict"] if s.get("strict") else []))
-    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
-             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
-             *([f"--n-unseen-train {s['n_unseen_train']}"] if s.get("n_unseen_train") else []),
-             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
+        flags = ["--config", input.table, "--domains", ",".join(s["domains"]), "--n-train", s["n_train"],
+                 "--n-eval", s["n_eval"], "--seed", s.get("seed", 0)]
+        return flags + (["--strict"] if s.get("strict") else [])
+    flags = ["--n-tasks", s.get("n_tasks", "all"), "--n-train", s["n_train"], "--n-eval", s["n_eval"],
+             "--n-unseen", s.get("n_unseen", 0), "--n-unseen-eval", s.get("n_unseen_eval", s["n_eval"]),
+             *(["--n-unseen-train", s["n_unseen_train"]] if s.get("n_unseen_train") else []),
+             "--seed", s.get("seed", 0), "--num-pos-examples", s.get("num_pos_examples", 0)]
     flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
-    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
+    flags += [w for k in ("prompt_format", "split_file") if k in s for w in (f"--{k.replace('_', '-')}", s[k])]
     if "skills" in input.keys():
-        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
-    return " ".join(flags)
+        flags += ["--task-domains", input.skills]  # the built-in suite's domain = first skill applied
+    return [str(f) for f in flags]
 
 
 def eval_inputs(wildcards):
