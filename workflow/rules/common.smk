@@ -1,5 +1,6 @@
 # Config validation and the run table, derived once from the config and used by every rule.
 # Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
+import difflib
 import importlib.util
 import itertools
 import json
@@ -153,6 +154,46 @@ def check_references():
 
 check_references()
 RUNS = _build_runs()
+
+
+def check_inputs():
+    """What a job would otherwise find out later (or never, writing '-' cells): files the config names, and the runs,
+    entries, bases and suites the report layouts name. One line naming the key and value each."""
+    for name, s in SUITES.items():
+        tasks = s.get("tasks_dir")
+        if s["source"] == "superni" and os.path.isdir(tasks) and not list(Path(tasks).glob("task*.json")):
+            config_error(f"suites.{name}.tasks_dir: {tasks!r} holds no task*.json files")
+        files = {"split_file": s.get("split_file")}
+        if s["source"] == "domains":
+            files["domains_config"] = s.get("domains_config", "config/domains.yaml")
+        for key, value in files.items():
+            if value is not None and not os.path.isfile(value):
+                config_error(f"suites.{name}.{key}: {value!r}: no such file")
+    if config.get("smollm2_wheel") and not os.path.isfile(config["smollm2_wheel"]):
+        config_error(f"smollm2_wheel: {config['smollm2_wheel']!r}: no such file")
+    for name, entry in config["methods"].items():
+        for folder in entry.get("init_from") if isinstance(entry.get("init_from"), list) else []:
+            if not os.path.isdir(folder):
+                config_error(f"methods.{name}.init_from: {folder!r}: no such folder")
+    run_names = {r["name"] for r in RUNS.values()} | set(config["methods"]) | {paths.BASE_RUN}
+    kinds = {"run": run_names, "method entry": config["methods"], "base": BASES, "suite": SUITES}
+    for kind in ("tables", "figures"):
+        for item_name, item in config.get("report", {}).get(kind, {}).items():
+            named = [("run", "run", item.get("run")), ("suite", "suite", item.get("suite")),
+                     ("base", "base", item.get("base"))]  # (key, what it names, value)
+            named += [("runs", "run", r) for r in item.get("runs", {})]
+            named += [("bases", "base", b) for b in item.get("bases", [])]
+            named += [("entries", "method entry", e) for e in item.get("entries", [])]
+            named += [(f"lines.{line}", "method entry", e) for line, es in item.get("lines", {}).items() for e in es]
+            named += [("columns", "suite", c["suite"]) for c in item.get("columns", []) if "suite" in c]
+            for key, what, value in named:
+                if value is not None and value not in kinds[what]:
+                    close = difflib.get_close_matches(value, sorted(kinds[what]), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    config_error(f"report.{kind}.{item_name}.{key}: no {what} {value!r} in this config{hint}")
+
+
+check_inputs()
 
 
 # Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
