@@ -12,7 +12,7 @@ from pathlib import Path
 from orchmoe.errors import ConfigError
 from orchmoe.io import atomic_path, md5_file, write_json
 
-from .loading import hub_options
+from .loading import hub_access, hub_id, hub_options
 
 RECORD = "fetch.json"
 
@@ -48,9 +48,8 @@ def fetch_base(spec: dict, out_dir) -> Path:
                 raise ConfigError(f"fetch-base: revision={options['revision']!r} needs a hub id, not the folder {local}")
             shutil.copytree(local, tmp)
             commit = None
-        elif source.startswith((".", "/")) or "/" not in source:
-            raise ConfigError(f"fetch-base: {source!r} is neither a folder nor a hub id (owner/name)")
-        else:
+        else:  # a missing folder, a bad id or no network: one line naming it (the hub's answer, not its retries)
+            hub_access(hub_id(source), options.get("revision"), use_cache=False)
             commit = _download(source, options.get("revision"), tmp)
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
         if not (tmp / "config.json").is_file() and not list(tmp.glob("*.gguf")):
