@@ -382,6 +382,8 @@ def _break(cfg: dict, how: str) -> dict:
     elif how == "domains-config-missing":
         cfg["suites"]["dm"] = {"source": "domains", "domains_config": "config/nowhere.yaml", "domains": ["a"],
                                "n_train": 2, "n_eval": 1}
+    elif how == "base-folder-missing":
+        cfg["bases"]["mine"] = {"source": "path", "path": "bases/t5/nowhere", "target_modules": ["q"]}
     elif how == "init-from-folder-missing":
         cfg["methods"]["moe_lora"]["init_from"] = ["skills/nowhere"]
     elif how == "report-undefined-run":
@@ -412,6 +414,7 @@ WORKFLOW_CASES = [
     # files and folders the config names, and what the report layouts name (common.smk check_inputs)
     ("superni-tasks-dir-empty", r"suites\.sn\.tasks_dir: 'config' holds no task\*\.json files$"),
     ("domains-config-missing", r"suites\.dm\.domains_config: 'config/nowhere\.yaml': no such file$"),
+    ("base-folder-missing", r"bases\.mine\.path: base folder not found: bases/t5/nowhere$"),
     ("init-from-folder-missing", r"methods\.moe_lora\.init_from: 'skills/nowhere': no such folder$"),
     ("report-undefined-run", r"report\.tables\.t1\.runs: no run 'lorra' in this config \(did you mean 'lora'\?\)$"),
     ("report-undefined-entry", r"report\.figures\.f2\.lines\.LoRA: no method entry 'lora_r' in this config"),

@@ -21,6 +21,7 @@ def _download(repo_id: str, revision: str | None, dest: Path) -> str | None:
     """Snapshot of repo_id at revision into dest; returns the commit it resolved to (None if unknown)."""
     from huggingface_hub import HfApi, snapshot_download
 
+    hub_access(repo_id, revision, use_cache=False)  # a bad id or no network: one line naming it, not retries
     commit = HfApi().model_info(repo_id, revision=revision).sha  # resolve first: the files then match the record
     snapshot_download(repo_id, revision=commit or revision, local_dir=dest)
     return commit
@@ -48,9 +49,8 @@ def fetch_base(spec: dict, out_dir) -> Path:
                 raise ConfigError(f"fetch-base: revision={options['revision']!r} needs a hub id, not the folder {local}")
             shutil.copytree(local, tmp)
             commit = None
-        else:  # a missing folder, a bad id or no network: one line naming it (the hub's answer, not its retries)
-            hub_access(hub_id(source), options.get("revision"), use_cache=False)
-            commit = _download(source, options.get("revision"), tmp)
+        else:
+            commit = _download(hub_id(source), options.get("revision"), tmp)  # hub_id: or "base folder not found"
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
         if not (tmp / "config.json").is_file() and not list(tmp.glob("*.gguf")):
             raise ConfigError(f"fetch-base: {source} holds neither config.json nor a .gguf file")

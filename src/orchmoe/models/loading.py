@@ -8,13 +8,13 @@ folder); a hub id needs the hub or the HF cache, and one the hub cannot serve fa
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from orchmoe.errors import ConfigError
+from orchmoe.paths import is_hub_id
 
 from . import baichuan, glm  # noqa: F401  register the GLM and Baichuan layouts with the Auto classes
 
@@ -93,16 +93,13 @@ def load_base(spec: str | Path | dict, dtype: torch.dtype | str | None = None):
     return _load_path(spec, resolve_dtype(dtype), {})
 
 
-# owner/name as the hub spells repository ids; anything else that is not on disk was meant as a folder
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_TIMEOUT_S = 3  # one metadata request; transformers' own retries take ~40 s to give up offline
 
 
 def hub_id(text: str) -> str:
-    """`text` when it can only be a hub id (called once no file or folder `text` exists); anything else, e.g. a
-    leading '.', '/' or '~', more than one '/', or a first segment that is a local folder (models/<typo>), was meant
-    as a folder: "base folder not found"."""
-    if not HUB_ID.fullmatch(text) or Path(text.split("/")[0]).is_dir():
+    """`text` when it can only be a hub id (called once no file or folder `text` exists), else "base folder not
+    found" (paths.is_hub_id says which)."""
+    if not is_hub_id(text):
         hint = "" if "/" in text else " (a hub id is owner/name)"
         raise ConfigError(f"base folder not found: {text}{hint}")
     return text
