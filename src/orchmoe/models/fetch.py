@@ -43,7 +43,7 @@ def fetch_base(spec: dict, out_dir) -> Path:
         if {k: done.get(k) for k in wanted} == wanted:
             return out  # downloaded once already: the same id and revision
     with atomic_path(out) as tmp:
-        local = Path(source)
+        local = Path(source).expanduser()  # as load_base: config paths reach commands quoted, unexpanded
         if local.is_dir():
             if options.get("revision"):
                 raise ConfigError(f"fetch-base: revision={options['revision']!r} needs a hub id, not the folder {local}")
