@@ -323,7 +323,9 @@ def test_base_not_found_fast(base, message, offline, tmp_path, suite, capsys, mo
     (was: ~40 s of retries and 13 lines)."""
     import time
 
-    from huggingface_hub import constants
+    from huggingface_hub import HfApi, constants  # noqa: F401  imported before the clock starts: not what is timed
+
+    import orchmoe.models.loading  # noqa: F401  (torch, transformers)
 
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)

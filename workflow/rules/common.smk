@@ -169,9 +169,10 @@ def check_inputs():
         for key, value in files.items():
             if value is not None and not os.path.isfile(value):
                 config_error(f"suites.{name}.{key}: {value!r}: no such file")
-    for name, spec in BASES.items():  # what `orchmoe train` would say after the data jobs: say it now
+    for name, spec in BASES.items():  # what `orchmoe train` / `fetch-base` would say after the data jobs: say it now
         path = spec.get("path")
-        if spec["source"] == "path" and not os.path.exists(os.path.expanduser(path)) and not paths.is_hub_id(path):
+        if spec["source"] in ("path", "hub") and not os.path.exists(os.path.expanduser(path)) \
+                and not paths.is_hub_id(path):
             config_error(f"bases.{name}.path: base folder not found: {path}")
     if config.get("smollm2_wheel") and not os.path.isfile(config["smollm2_wheel"]):
         config_error(f"smollm2_wheel: {config['smollm2_wheel']!r}: no such file")
