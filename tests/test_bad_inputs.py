@@ -203,7 +203,7 @@ CASES = [
          r"base spec: dtype='fp8' must be 'auto' or one of float32, bfloat16, float16"),
     Case("fetch-base-not-a-hub-id", lambda tmp, ctx: ["fetch-base", "--spec", '{"path": "nohub"}', "--out",
                                                       str(tmp / "out")],
-         r"fetch-base: 'nohub' is neither a folder nor a hub id"),
+         r"base folder not found: nohub \(a hub id is owner/name\)$"),
     Case("params-unknown-architecture", lambda tmp, ctx: ["params", "--architecture", "glm-100b", "--method", "lora"],
          r"architecture 'glm-100b': not shipped"),
     # --- adapter / training configuration: typos, wrong types, unknown values
@@ -227,8 +227,7 @@ CASES = [
     # --- data and models on disk
     Case("suite-without-manifest", train_argv(data="/nonexistent/suite"),
          r"/nonexistent/suite: not a complete suite \(manifest\.json missing\)"),
-    Case("unknown-base-model", train_argv(base="./no-such-model"),
-         r"base model '\./no-such-model': no such folder, and not a hub id"),
+    Case("unknown-base-model", train_argv(base="./no-such-model"), r"base folder not found: \./no-such-model$"),
     Case("gguf-file-missing", train_argv(base="{tmp}/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
          r"{tmp}/models/SmolLM2-135M-Instruct\.Q4_1\.gguf: GGUF file not found"),
     Case("base-folder-empty", train_argv(base="{tmp}/emptybase"),
@@ -306,6 +305,45 @@ def test_cli_bad_input(case: Case, tmp_path, suite, nan_base, checkpoint, capsys
     assert not list((tmp_path / "work").rglob("*.safetensors")) if (tmp_path / "work").exists() else True
 
 
+# ------------------------------------------------------------------ a base that is neither a folder nor reachable
+UNREACHABLE_HUB = "http://127.0.0.1:9"  # the discard port: refused at once, with or without a network
+
+
+@pytest.mark.parametrize("base,message,offline", [
+    ("models/no-such-model", r"base folder not found: models/no-such-model$", False),  # models/ is a local folder
+    ("runs/a/b", r"base folder not found: runs/a/b$", False),  # two '/': no hub id (was: `Repo id must be ...`)
+    ("~/no-such-orchmoe-base", r"base folder not found: ~/no-such-orchmoe-base$", False),
+    ("orchmoe-test/no-such-model", r"base model 'orchmoe-test/no-such-model': the hub \(http://127\.0\.0\.1:9\) is "
+     r"unreachable \(.+\) and the local hub cache does not hold it$", False),
+    ("orchmoe-test/no-such-model", r"base model 'orchmoe-test/no-such-model': not in the local hub cache \(.+\) and "
+     r"HF_HUB_OFFLINE is set$", True),
+], ids=["relative-folder", "deep-folder", "home-folder", "hub-unreachable", "hub-offline"])
+def test_base_not_found_fast(base, message, offline, tmp_path, suite, capsys, monkeypatch):
+    """A missing folder is named as one (not retried as a hub id); a hub id the hub cannot serve: one line in < 5 s
+    (was: ~40 s of retries and 13 lines)."""
+    import time
+
+    from huggingface_hub import HfApi, constants  # noqa: F401  imported before the clock starts: not what is timed
+
+    import orchmoe.models.loading  # noqa: F401  (torch, transformers)
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "ENDPOINT", UNREACHABLE_HUB)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # an empty cache
+    start = time.monotonic()
+    code = main(["train", "--base", base, "--data", str(suite), "--adapter-config", LORA, "--train-config", TRAIN,
+                 "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    errors = re.findall(r"orchmoe train: error: [^\r\n]*", err)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert re.search(message, errors[0]), errors[0]
+    assert elapsed < 5, f"{elapsed:.1f} s"
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------ workflow configuration (Snakemake schema)
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
@@ -341,6 +379,22 @@ def _break(cfg: dict, how: str) -> dict:
         cfg["methods"]["lora"]["sweep"] = {"rnak": [2, 4]}
     elif how == "sweep-value-wrong-type":
         cfg["methods"]["lora"]["sweep"] = {"rank": ["two"]}
+    elif how == "superni-tasks-dir-empty":  # a folder without task*.json files
+        cfg["suites"]["sn"] = {"source": "superni", "tasks_dir": "config", "n_train": 2, "n_eval": 1, "domains": ["a"]}
+    elif how == "domains-config-missing":
+        cfg["suites"]["dm"] = {"source": "domains", "domains_config": "config/nowhere.yaml", "domains": ["a"],
+                               "n_train": 2, "n_eval": 1}
+    elif how == "base-folder-missing":
+        cfg["bases"]["mine"] = {"source": "path", "path": "bases/t5/nowhere", "target_modules": ["q"]}
+    elif how == "init-from-folder-missing":
+        cfg["methods"]["moe_lora"]["init_from"] = ["skills/nowhere"]
+    elif how == "report-undefined-run":
+        cfg["report"] = {"tables": {"t1": {"layout": "methods", "caption": "c", "bases": list(cfg["bases"]),
+                                           "runs": {"lora": "LoRA", "lorra": "typo"},
+                                           "columns": [{"suite": "builtin", "split": "eval"}]}}}
+    elif how == "report-undefined-entry":
+        cfg["report"] = {"figures": {"f2": {"layout": "score_vs_params", "caption": "c", "suite": "builtin",
+                                            "bases": list(cfg["bases"]), "lines": {"LoRA": ["lora", "lora_r"]}}}}
     return cfg
 
 
@@ -359,6 +413,13 @@ WORKFLOW_CASES = [
     ("method-train-override-typo", r"methods\.lora\.train: Additional properties are not allowed \('max_step'"),
     ("sweep-key-typo", r"methods\.lora\.sweep: 'rnak' is not an adapter field"),
     ("sweep-value-wrong-type", r"methods\.lora\.sweep\.rank: 'two' is not of type 'integer'"),
+    # files and folders the config names, and what the report layouts name (common.smk check_inputs)
+    ("superni-tasks-dir-empty", r"suites\.sn\.tasks_dir: 'config' holds no task\*\.json files$"),
+    ("domains-config-missing", r"suites\.dm\.domains_config: 'config/nowhere\.yaml': no such file$"),
+    ("base-folder-missing", r"bases\.mine\.path: base folder not found: bases/t5/nowhere$"),
+    ("init-from-folder-missing", r"methods\.moe_lora\.init_from: 'skills/nowhere': no such folder$"),
+    ("report-undefined-run", r"report\.tables\.t1\.runs: no run 'lorra' in this config \(did you mean 'lora'\?\)$"),
+    ("report-undefined-entry", r"report\.figures\.f2\.lines\.LoRA: no method entry 'lora_r' in this config"),
 ]
 
 

@@ -9,6 +9,7 @@ with the inverse ones, so the two cannot drift apart.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 BASE_RUN = "base"  # the frozen base model without adapters: the floor row of every table
@@ -45,3 +46,13 @@ def parse_run(run: str) -> tuple[str, str, str | None]:
     name, _, domain = run.partition("@")
     entry, _, sweep = name.partition("-")
     return entry, sweep, domain or None
+
+
+# owner/name as the hub spells repository ids
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether a base `path` that does not exist on disk can only be a hub id. Anything else was meant as a folder: a
+    leading '.', '/' or '~', more than one '/', or a first segment that is a local folder (models/<typo>)."""
+    return bool(HUB_ID.fullmatch(text)) and not Path(text.split("/")[0]).is_dir()

@@ -48,10 +48,13 @@ def test_hub_spec_passes_revision_and_remote_code(monkeypatch):
     monkeypatch.setattr(loading, "AutoConfig", fake("config"))
     monkeypatch.setattr(loading, "AutoModelForCausalLM", fake("model"))
     monkeypatch.setattr(loading, "AutoTokenizer", fake("tokenizer"))
+    # the hub's first answer: offline with the id in the HF cache (an unreachable hub: tests/test_bad_inputs.py)
+    monkeypatch.setattr(loading, "hub_access", lambda repo_id, revision: {"local_files_only": True})
     load_base({"source": "path", "path": "THUDM/glm-10b", "revision": "r1", "trust_remote_code": True,
                "dtype": "float32", "target_modules": ["x"], "architecture": "glm-10b"})
     assert [s[0] for s in seen] == ["config", "model", "tokenizer"]
-    assert all(s[1] == "THUDM/glm-10b" and s[2]["revision"] == "r1" and s[2]["trust_remote_code"] for s in seen)
+    assert all(s[1] == "THUDM/glm-10b" and s[2]["revision"] == "r1" and s[2]["trust_remote_code"]
+               and s[2]["local_files_only"] for s in seen)
     assert seen[1][2]["dtype"] == torch.float32
 
 
@@ -102,7 +105,7 @@ def test_fetch_base_copies_once_with_md5_record(tmp_path, monkeypatch):
 
 def test_fetch_base_refuses_what_it_cannot_fetch(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    for spec, match in [({}, "needs 'path'"), ({"path": "nohub"}, "neither a folder nor a hub id"),
+    for spec, match in [({}, "needs 'path'"), ({"path": "nohub"}, "base folder not found: nohub"),
                         ({"path": str(tmp_path / "empty")}, "neither config.json"),
                         ({"path": str(tmp_path / "empty"), "revision": "v1"}, "needs a hub id")]:
         assert main(["fetch-base", "--spec", json.dumps(spec), "--out", str(tmp_path / "out")]) == 2

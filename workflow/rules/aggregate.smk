@@ -22,7 +22,7 @@ rule tables:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe tables --experiment {params.experiment} --results results --out {params.out} > {log} 2>&1"
+        "orchmoe tables --experiment {params.experiment:q} --results results --out {params.out:q} > {log:q} 2>&1"
 
 
 rule params_table:
@@ -43,7 +43,7 @@ rule params_table:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe params --config {input} --out {output} > {log} 2>&1"
+        "orchmoe params --config {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule paper_tables:
@@ -56,7 +56,7 @@ rule paper_tables:
         [report(t, category="Paper tables", labels={"table": Path(t).name}) if t.endswith(".md") else t
          for t in PAPER_TABLES],
     params:
-        spec=shlex.quote(json.dumps(REPORT.get("tables", {}))),  # key order = row order
+        spec=json.dumps(REPORT.get("tables", {})),  # key order = row order
         out=f"{TABLE_DIR}/paper",
         experiment=EXP,
         code=code("paper-tables"),
@@ -69,5 +69,5 @@ rule paper_tables:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe paper-tables --experiment {params.experiment} --results results --spec {params.spec} --params {input.params}"
-        " --out {params.out} > {log} 2>&1"
+        "orchmoe paper-tables --experiment {params.experiment:q} --results results --spec {params.spec:q}"
+        " --params {input.params:q} --out {params.out:q} > {log:q} 2>&1"

@@ -1,11 +1,11 @@
 # Config validation and the run table, derived once from the config and used by every rule.
 # Kept deterministic and cheap: on SLURM this file is evaluated again inside every job.
+import difflib
 import importlib.util
 import itertools
 import json
 import os
 import re
-import shlex
 import sys
 
 import jsonschema
@@ -156,6 +156,51 @@ check_references()
 RUNS = _build_runs()
 
 
+def check_inputs():
+    """What a job would otherwise find out later (or never, writing '-' cells): files the config names, and the runs,
+    entries, bases and suites the report layouts name. One line naming the key and value each."""
+    for name, s in SUITES.items():
+        tasks = s.get("tasks_dir")
+        if s["source"] == "superni" and os.path.isdir(tasks) and not list(Path(tasks).glob("task*.json")):
+            config_error(f"suites.{name}.tasks_dir: {tasks!r} holds no task*.json files")
+        files = {"split_file": s.get("split_file")}
+        if s["source"] == "domains":
+            files["domains_config"] = s.get("domains_config", "config/domains.yaml")
+        for key, value in files.items():
+            if value is not None and not os.path.isfile(value):
+                config_error(f"suites.{name}.{key}: {value!r}: no such file")
+    for name, spec in BASES.items():  # what `orchmoe train` / `fetch-base` would say after the data jobs: say it now
+        path = spec.get("path")
+        if spec["source"] in ("path", "hub") and not os.path.exists(os.path.expanduser(path)) \
+                and not paths.is_hub_id(path):
+            config_error(f"bases.{name}.path: base folder not found: {path}")
+    if config.get("smollm2_wheel") and not os.path.isfile(config["smollm2_wheel"]):
+        config_error(f"smollm2_wheel: {config['smollm2_wheel']!r}: no such file")
+    for name, entry in config["methods"].items():
+        for folder in entry.get("init_from") if isinstance(entry.get("init_from"), list) else []:
+            if not os.path.isdir(folder):
+                config_error(f"methods.{name}.init_from: {folder!r}: no such folder")
+    run_names = {r["name"] for r in RUNS.values()} | set(config["methods"]) | {paths.BASE_RUN}
+    kinds = {"run": run_names, "method entry": config["methods"], "base": BASES, "suite": SUITES}
+    for kind in ("tables", "figures"):
+        for item_name, item in config.get("report", {}).get(kind, {}).items():
+            named = [("run", "run", item.get("run")), ("suite", "suite", item.get("suite")),
+                     ("base", "base", item.get("base"))]  # (key, what it names, value)
+            named += [("runs", "run", r) for r in item.get("runs", {})]
+            named += [("bases", "base", b) for b in item.get("bases", [])]
+            named += [("entries", "method entry", e) for e in item.get("entries", [])]
+            named += [(f"lines.{line}", "method entry", e) for line, es in item.get("lines", {}).items() for e in es]
+            named += [("columns", "suite", c["suite"]) for c in item.get("columns", []) if "suite" in c]
+            for key, what, value in named:
+                if value is not None and value not in kinds[what]:
+                    close = difflib.get_close_matches(value, sorted(kinds[what]), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    config_error(f"report.{kind}.{item_name}.{key}: no {what} {value!r} in this config{hint}")
+
+
+check_inputs()
+
+
 # Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
 # graph by src/orchmoe/lineage.py, loaded by path from this checkout: the code DVC hashes). Snakemake's params
 # trigger reruns a job when it changes; dvc.smk lists the same files as the stage's deps, so the two tools agree.
@@ -216,12 +261,12 @@ LOAD_KEYS = ("dtype", "trust_remote_code")
 
 
 def base_arg(base):
-    """What `orchmoe train/evaluate --base` gets: the local folder, or a JSON spec when loader settings apply."""
+    """What `orchmoe train/evaluate/adapt --base` gets: the local folder, or a JSON spec when loader settings apply."""
     spec = BASES[base]
     load = {k: spec[k] for k in LOAD_KEYS if k in spec}
     if spec["source"] == "hub" and load:
-        return q({"source": "local", "path": base_dir(base), **load})
-    return q(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
+        return as_json({"source": "local", "path": base_dir(base), **load})
+    return as_json(tiny_spec(base)) if spec["source"] == "tiny" else base_dir(base)
 
 
 def fetch_spec(base):
@@ -299,9 +344,13 @@ if any(b["source"] == "pretrain" for b in BASES.values()):  # the dvc "data" sta
 DATA_TARGETS = sorted(set(DATA_TARGETS))
 
 
-def q(obj):
-    """Shell-quoted JSON: configs travel to the CLI as one argument."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+# Shell safety: a config value reaches a command only through a `shell:` placeholder written `{...:q}` (Snakemake
+# shell-quotes it; a list becomes one quoted word per item), so a path with a space, a quote or `$(...)` is one
+# argument, never shell syntax. Params therefore hold plain values or argv lists, never pre-quoted shell text;
+# tests/workflow/test_shell_quoting.py checks every placeholder of every rule.
+def as_json(obj):
+    """A config object as one JSON argument of the CLI (the shell line quotes it)."""
+    return json.dumps(obj, sort_keys=True)
 
 
 def run_of(wildcards):
@@ -360,20 +409,21 @@ def sample_inputs(wildcards):
 
 
 def sample_flags(wildcards, input):
+    """The sampling command's options as an argv list (one item per word: the shell line quotes each)."""
     s = SUITES[wildcards.suite]
     if s["source"] == "domains":  # MoA: `orchmoe domains-sample`, domains in the config's order
-        flags = [f"--config {input.table}", f"--domains {','.join(s['domains'])}", f"--n-train {s['n_train']}",
-                 f"--n-eval {s['n_eval']}", f"--seed {s.get('seed', 0)}"]
-        return " ".join(flags + (["--strict"] if s.get("strict") else []))
-    flags = [f"--n-tasks {s.get('n_tasks', 'all')}", f"--n-train {s['n_train']}", f"--n-eval {s['n_eval']}",
-             f"--n-unseen {s.get('n_unseen', 0)}", f"--n-unseen-eval {s.get('n_unseen_eval', s['n_eval'])}",
-             *([f"--n-unseen-train {s['n_unseen_train']}"] if s.get("n_unseen_train") else []),
-             f"--seed {s.get('seed', 0)}", f"--num-pos-examples {s.get('num_pos_examples', 0)}"]
+        flags = ["--config", input.table, "--domains", ",".join(s["domains"]), "--n-train", s["n_train"],
+                 "--n-eval", s["n_eval"], "--seed", s.get("seed", 0)]
+        return flags + (["--strict"] if s.get("strict") else [])
+    flags = ["--n-tasks", s.get("n_tasks", "all"), "--n-train", s["n_train"], "--n-eval", s["n_eval"],
+             "--n-unseen", s.get("n_unseen", 0), "--n-unseen-eval", s.get("n_unseen_eval", s["n_eval"]),
+             *(["--n-unseen-train", s["n_unseen_train"]] if s.get("n_unseen_train") else []),
+             "--seed", s.get("seed", 0), "--num-pos-examples", s.get("num_pos_examples", 0)]
     flags += [f"--{k.replace('_', '-')}" for k in ("english_only", "train_split_only", "strict") if s.get(k)]
-    flags += [f"--{k.replace('_', '-')} {s[k]}" for k in ("prompt_format", "split_file") if k in s]
+    flags += [w for k in ("prompt_format", "split_file") if k in s for w in (f"--{k.replace('_', '-')}", s[k])]
     if "skills" in input.keys():
-        flags.append(f"--task-domains {input.skills}")  # the built-in suite's domain = first skill applied
-    return " ".join(flags)
+        flags += ["--task-domains", input.skills]  # the built-in suite's domain = first skill applied
+    return [str(f) for f in flags]
 
 
 def eval_inputs(wildcards):

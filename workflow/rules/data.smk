@@ -20,8 +20,8 @@ rule builtin_suite:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe builtin-suite --out {params.out} --seed {params.b[seed]} --n-instances {params.b[n_instances]}"
-        " --n-primitive-instances {params.b[n_primitive_instances]} --max-tasks {params.b[max_tasks]} > {log} 2>&1"
+        "orchmoe builtin-suite --out {params.out:q} --seed {params.b[seed]:q} --n-instances {params.b[n_instances]:q}"
+        " --n-primitive-instances {params.b[n_primitive_instances]:q} --max-tasks {params.b[max_tasks]:q} > {log:q} 2>&1"
 
 
 rule sample_suite:
@@ -37,8 +37,8 @@ rule sample_suite:
     params:
         flags=sample_flags,
         out=lambda w, output: os.path.dirname(output.manifest),
-        command=lambda w, input: "domains-sample" if SUITES[w.suite]["source"] == "domains"
-        else f"superni-sample --tasks-dir {input.tasks}",
+        command=lambda w, input: ["domains-sample"] if SUITES[w.suite]["source"] == "domains"
+        else ["superni-sample", "--tasks-dir", input.tasks],
         code=code("superni-sample", "domains-sample"),
     threads: 1
     resources:
@@ -49,7 +49,7 @@ rule sample_suite:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe {params.command} --out {params.out} {params.flags} > {log} 2>&1"
+        "orchmoe {params.command:q} --out {params.out:q} {params.flags:q} > {log:q} 2>&1"
 
 
 rule sample_primitives:
@@ -72,8 +72,8 @@ rule sample_primitives:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe superni-sample --tasks-dir {input}/tasks --out {params.out} --n-tasks all"
-        " --n-train 100000 --n-eval 1 --n-unseen 0 --seed {params.seed} > {log} 2>&1"
+        "orchmoe superni-sample --tasks-dir {input:q}/tasks --out {params.out:q} --n-tasks all"
+        " --n-train 100000 --n-eval 1 --n-unseen 0 --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule domain_suite:
@@ -96,8 +96,8 @@ rule domain_suite:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "python workflow/scripts/domain_subset.py --suite {params.suite} --domain {wildcards.domain}"
-        " --expect-domains {params.domains} --out {params.out} > {log} 2>&1"
+        "python workflow/scripts/domain_subset.py --suite {params.suite:q} --domain {wildcards.domain:q}"
+        " --expect-domains {params.domains:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule superni_download:
@@ -117,4 +117,4 @@ rule superni_download:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe superni-download --out data/raw/superni > {log} 2>&1"
+        "orchmoe superni-download --out data/raw/superni > {log:q} 2>&1"

@@ -17,4 +17,4 @@ rule dvc_yaml:
     localrule: True
     run:
         write_dvc_yaml(output[0])
-        shell("echo wrote {output} for {CONFIG_FILE} > {log}")
+        shell("echo wrote {output:q} for {CONFIG_FILE:q} > {log:q}")

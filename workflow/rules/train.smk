@@ -14,11 +14,11 @@ rule train:
     params:
         base=lambda w: base_arg(w.base),
         data=lambda w: run_data(run_of(w)),
-        adapter=lambda w: q(run_of(w)["adapter"]),
-        train=lambda w: q(run_of(w)["train"]),
-        init=lambda w, input: ("--init-skills " + " ".join(input.init)) if input.init else "",
-        oracle=lambda w, input: (f"--oracle-skills {input.skills}" if "skills" in input.keys() else "")
-        + (" --per-task" if run_of(w).get("per_task") else ""),
+        adapter=lambda w: as_json(run_of(w)["adapter"]),
+        train=lambda w: as_json(run_of(w)["train"]),
+        init=lambda w, input: ["--init-skills", *input.init] if input.init else [],
+        oracle=lambda w, input: (["--oracle-skills", input.skills] if "skills" in input.keys() else [])
+        + (["--per-task"] if run_of(w).get("per_task") else []),
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
         code=code("train"),
     threads: 1
@@ -33,6 +33,6 @@ rule train:
     conda:
         "../envs/orchmoe.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} orchmoe train --base {params.base} --data {params.data}"
-        " --adapter-config {params.adapter} --train-config {params.train} --seed {wildcards.seed}"
-        " --out {output} --work {params.work} {params.init} {params.oracle} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads:q} orchmoe train --base {params.base:q} --data {params.data:q}"
+        " --adapter-config {params.adapter:q} --train-config {params.train:q} --seed {wildcards.seed:q}"
+        " --out {output:q} --work {params.work:q} {params.init:q} {params.oracle:q} > {log:q} 2>&1"

@@ -12,7 +12,7 @@ from pathlib import Path
 from orchmoe.errors import ConfigError
 from orchmoe.io import atomic_path, md5_file, write_json
 
-from .loading import hub_options
+from .loading import hub_access, hub_id, hub_options
 
 RECORD = "fetch.json"
 
@@ -21,6 +21,7 @@ def _download(repo_id: str, revision: str | None, dest: Path) -> str | None:
     """Snapshot of repo_id at revision into dest; returns the commit it resolved to (None if unknown)."""
     from huggingface_hub import HfApi, snapshot_download
 
+    hub_access(repo_id, revision, use_cache=False)  # a bad id or no network: one line naming it, not retries
     commit = HfApi().model_info(repo_id, revision=revision).sha  # resolve first: the files then match the record
     snapshot_download(repo_id, revision=commit or revision, local_dir=dest)
     return commit
@@ -42,16 +43,14 @@ def fetch_base(spec: dict, out_dir) -> Path:
         if {k: done.get(k) for k in wanted} == wanted:
             return out  # downloaded once already: the same id and revision
     with atomic_path(out) as tmp:
-        local = Path(source)
+        local = Path(source).expanduser()  # as load_base: config paths reach commands quoted, unexpanded
         if local.is_dir():
             if options.get("revision"):
                 raise ConfigError(f"fetch-base: revision={options['revision']!r} needs a hub id, not the folder {local}")
             shutil.copytree(local, tmp)
             commit = None
-        elif source.startswith((".", "/")) or "/" not in source:
-            raise ConfigError(f"fetch-base: {source!r} is neither a folder nor a hub id (owner/name)")
         else:
-            commit = _download(source, options.get("revision"), tmp)
+            commit = _download(hub_id(source), options.get("revision"), tmp)  # hub_id: or "base folder not found"
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
         if not (tmp / "config.json").is_file() and not list(tmp.glob("*.gguf")):
             raise ConfigError(f"fetch-base: {source} holds neither config.json nor a .gguf file")

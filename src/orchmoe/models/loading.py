@@ -1,17 +1,20 @@
 """Load a base model and its tokenizer from a Hugging Face hub id, a local directory, a GGUF file or a tiny config.
 
 `load_base("path/to/dir")` decides by what the folder holds: config.json (an ordinary HF model directory, e.g. a
-pretrained tiny demo base), or a *.gguf file (e.g. SmolLM2 extracted by `orchmoe fetch-smollm2`). Anything that is
-not an existing path is taken as a hub id (needs internet or the HF cache).
+pretrained tiny demo base), or a *.gguf file (e.g. SmolLM2 extracted by `orchmoe fetch-smollm2`). A path that does
+not exist is "base folder not found", unless it is spelled like a hub id (owner/name, and `owner` is no local
+folder); a hub id needs the hub or the HF cache, and one the hub cannot serve fails in seconds naming the id.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from orchmoe.errors import ConfigError
+from orchmoe.paths import is_hub_id
 
 from . import baichuan, glm  # noqa: F401  register the GLM and Baichuan layouts with the Auto classes
 
@@ -90,8 +93,50 @@ def load_base(spec: str | Path | dict, dtype: torch.dtype | str | None = None):
     return _load_path(spec, resolve_dtype(dtype), {})
 
 
+HUB_TIMEOUT_S = 3  # one metadata request; transformers' own retries take ~40 s to give up offline
+
+
+def hub_id(text: str) -> str:
+    """`text` when it can only be a hub id (called once no file or folder `text` exists), else "base folder not
+    found" (paths.is_hub_id says which)."""
+    if not is_hub_id(text):
+        hint = "" if "/" in text else " (a hub id is owner/name)"
+        raise ConfigError(f"base folder not found: {text}{hint}")
+    return text
+
+
+def hub_access(repo_id: str, revision: str | None = None, use_cache: bool = True) -> dict:
+    """Ask the hub for repo_id once, with a short timeout, so a bad id or no network is one line naming the id, not
+    ~40 s of retries. Returns extra from_pretrained keywords: local_files_only when offline (HF_HUB_OFFLINE, or the
+    hub unreachable) and the HF cache holds the repository (and use_cache allows it)."""
+    from huggingface_hub import HfApi, constants, errors, try_to_load_from_cache
+
+    cached = use_cache and isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
+    where = f"base model {repo_id!r}" + (f" (revision {revision!r})" if revision else "")
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return {"local_files_only": True}
+        held = f"not in the local hub cache ({constants.HF_HUB_CACHE})" if use_cache else "needs the hub"
+        raise ConfigError(f"{where}: {held} and HF_HUB_OFFLINE is set")
+    try:
+        HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+    except errors.GatedRepoError:
+        raise ConfigError(f"{where}: a gated hub repository (accept its terms and log in: `hf auth login`)") from None
+    except errors.RepositoryNotFoundError:
+        raise ConfigError(f"{where}: no such hub repository (or a private one: log in with `hf auth login`)") from None
+    except errors.RevisionNotFoundError:
+        raise ConfigError(f"{where}: the hub repository has no such revision") from None
+    except (OSError, getattr(errors, "HTTPError", OSError)) as e:  # no network, DNS, timeout, hub down
+        if cached:
+            return {"local_files_only": True}
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{where}: the hub ({constants.ENDPOINT}) is unreachable ({reason}) and the local hub "
+                          "cache does not hold it") from None
+    return {}
+
+
 def _load_path(spec, dtype: torch.dtype, options: dict):
-    path = Path(str(spec))
+    path = Path(os.path.expanduser(str(spec)))  # the workflow passes config paths quoted: no shell expands ~
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if (path / "config.json").is_file():
@@ -109,9 +154,9 @@ def _load_path(spec, dtype: torch.dtype, options: dict):
             raise ConfigError(f"{path}: GGUF file not found (run `orchmoe fetch-smollm2 --out {path.parent}`)")
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         return _finish(model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
-    if str(spec).startswith((".", "/")) or "/" not in str(spec):
-        raise ConfigError(f"base model {str(spec)!r}: no such folder, and not a hub id (owner/name)")
     # hub id: needs internet or the local HF cache (the workflow fetches once with `orchmoe fetch-base`)
-    config = AutoConfig.from_pretrained(str(spec), **options)
-    model = _model_class(config).from_pretrained(str(spec), dtype=dtype, **options)
-    return _finish(model, AutoTokenizer.from_pretrained(str(spec), **options))
+    repo_id = hub_id(str(spec))
+    options = {**options, **hub_access(repo_id, options.get("revision"))}
+    config = AutoConfig.from_pretrained(repo_id, **options)
+    model = _model_class(config).from_pretrained(repo_id, dtype=dtype, **options)
+    return _finish(model, AutoTokenizer.from_pretrained(repo_id, **options))

@@ -1,6 +1,7 @@
 """`orchmoe train` and `orchmoe evaluate`: explicit inputs and outputs, a run.json beside every output."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def base_input(value: str) -> Path | None:
     """What run.json records for --base: a fetched folder's fetch.json (it lists the md5 of every file, so a
     multi-GB base is not hashed again by every job), else the folder / file itself; None for a hub id or tiny spec."""
     spec = base_spec(value)
-    path = Path(str(spec.get("path") or "")) if isinstance(spec, dict) else Path(spec)
+    path = Path(os.path.expanduser(str(spec.get("path") or "") if isinstance(spec, dict) else spec))  # as load_base
     if not str(path) or str(path) == "." or not path.exists():
         return None
     return path / "fetch.json" if (path / "fetch.json").is_file() else path
