@@ -1,6 +1,8 @@
 """Identity at init, frozen base, equivalences between methods, padding invariance, save/load."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -93,22 +95,44 @@ def test_sequence_routing_does_not_depend_on_padding(arch, method):
     torch.testing.assert_close(out.logits[:, :n], alone.logits, rtol=1e-4, atol=1e-4)
 
 
-def test_orchmoe_task_router_is_eq5_pooled_over_prompt_tokens():
-    model = adapted("llama", "orchmoe").eval()
+@pytest.mark.parametrize("reading", ["affine", "softmax"])
+def test_orchmoe_task_router_is_eq4_on_eq5_pooled_over_prompt_tokens(reading):
+    model = adapted("llama", "orchmoe", orchmoe_task_router=reading).eval()
     router = next(iter(model.block_routers.values()))
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(2, 6, 64, generator=g) * 3
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 0]])
     x = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-6)
+    W, b = router.task_router.weight, router.task_router.bias  # W_Task (T x d) and Bias
     expected = []
-    for b in range(2):  # literal eq. 5 on the prompt tokens of each example, then the mean and eq. 4 + softmax
-        xb = x[b, mask[b].bool()]
+    for i in range(2):  # literal eq. 5 on the prompt tokens of each example, the mean, then eq. 4: W_Task X_hat + Bias
+        xb = x[i, mask[i].bool()]
         x_hat = torch.softmax(xb @ xb.T / 8.0, -1) @ xb + xb
-        expected.append(torch.softmax(router.task_router(x_hat.mean(0)), -1))
+        w = W @ x_hat.mean(0) + b
+        expected.append(w if reading == "affine" else torch.softmax(w, -1))
+    expected = torch.stack(expected).detach()
     # the production path (model.py: features, then route_features, which records the task weights)
-    router.route_features(router.features(hidden, mask))
+    alpha = router.route_features(router.features(hidden, mask))
     got = router.ctx.readout[router.name]["task_weights"]
-    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    if reading == "affine":
+        assert (got < 0).any() and not torch.allclose(got.sum(-1), torch.ones(2))  # no softmax: signed, any sum
+    torch.testing.assert_close(alpha, got @ router.allocation(), rtol=1e-6, atol=1e-7)  # eq. 3: alpha = w(X) W_hat
+
+
+@pytest.mark.parametrize("arch", ["t5", "llama"])
+def test_orchmoe_alpha_at_init_is_uniform_under_softmax_only(arch):
+    """W_Skill starts at U(+-1e-3): W_hat is ~uniform, so under the softmax every input gets alpha = 1/S exactly
+    (routing starts input-independent); eq. 4 as written gives each input its own scale from the start."""
+    x = inputs(arch, batch=4, pad_first=0)
+    alphas = {}
+    for reading in ("affine", "softmax"):
+        model = adapted(arch, "orchmoe", orchmoe_task_router=reading).eval()
+        model(**x)
+        alphas[reading] = torch.cat([r["skill_weights"] for r in model.last_routing().values()])  # (blocks * 4, S)
+    torch.testing.assert_close(alphas["softmax"], torch.full_like(alphas["softmax"], 0.25), rtol=0, atol=1e-3)
+    affine = alphas["affine"]
+    assert (affine - 0.25).abs().max() > 0.1 and affine.std(0).min() > 0.01  # not 1/S, and varies across inputs
 
 
 def test_orchmoe_router_reads_prompt_tokens_only_in_decoder_only_training():
@@ -144,6 +168,21 @@ def test_save_load_round_trip(tmp_path, arch, method):
     assert torch.equal(model(**x, **routing()).logits, loaded(**x, **routing()).logits)
 
 
+def test_orchmoe_checkpoint_saved_before_the_task_router_option_loads_with_its_softmax(tmp_path):
+    model = adapted("t5", "orchmoe", orchmoe_task_router="softmax").eval()
+    randomise_B(model)
+    model.save_adapters(tmp_path / "ckpt")
+    file = tmp_path / "ckpt" / "orchmoe_adapter.json"
+    data = json.loads(file.read_text())
+    assert data["orchmoe_adapter"]["orchmoe_task_router"] == "softmax"
+    del data["orchmoe_adapter"]["orchmoe_task_router"]  # a config written before the option existed
+    file.write_text(json.dumps(data))
+    loaded = load_adapters(build_tiny("t5"), tmp_path / "ckpt").eval()
+    assert loaded.cfg.orchmoe_task_router == "softmax"
+    x = inputs("t5")
+    assert torch.equal(model(**x).logits, loaded(**x).logits)
+
+
 def test_bank_has_no_python_loop_over_skills_and_matches_the_sum():
     bank = LoRABank(16, 12, n_skills=4, rank=3, scaling=0.5)
     torch.nn.init.normal_(bank.lora_B)
@@ -165,6 +204,8 @@ def test_bank_has_no_python_loop_over_skills_and_matches_the_sum():
     ({"method": "lora", "lr": 1}, "lr"),
     ({"method": "mhr", "n_tasks": 2, "n_splits": 0}, "n_splits"),
     ({"method": "orchmoe"}, "n_abstract_tasks"),
+    ({"method": "orchmoe", "n_tasks": 3, "orchmoe_task_router": "sigmoid"}, "orchmoe_task_router"),
+    ({"method": "orchmoe", "n_tasks": 3, "orchmoe_balance_weight": 0.1}, "orchmoe_balance_weight.*softmax"),
     ({"method": "lora", "dropout": 1.5}, "dropout"),
 ])
 def test_bad_config_names_the_field(bad, field):

@@ -33,6 +33,9 @@ class AdapterConfig:
     routing_loss_weight: float = 1.0  # moa cross-entropy against domain labels
     moa_train_routing: str = "gold"  # "gold": each example uses its domain's LoRA; "router": the router's softmax
     moa_inference: str = "top1"  # "top1" or "soft"
+    # OrchMoE: eq. 4 as written ("affine": w(X) = W_Task X_hat + Bias) or with a softmax over the T abstract tasks
+    # (docs/methods.md, ambiguity 5)
+    orchmoe_task_router: str = "affine"
     # OrchMoE routing options where the paper is silent (docs/methods.md, ambiguities 26-29)
     orchmoe_gumbel: str = "example"  # one W_hat sample per example (PEFT Poly); "batch": one per block and forward
     orchmoe_skill_init: float = 1e-3  # W_Skill ~ U(-a, a) (PEFT PolyRouter: 1e-3)

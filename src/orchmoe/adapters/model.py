@@ -313,7 +313,11 @@ def read_adapter_config(path) -> AdapterConfig:
     data = read_json(file)
     if not isinstance(data, dict) or "orchmoe_adapter" not in data:
         raise ConfigError(f"{file}: not an orchmoe adapter config (key 'orchmoe_adapter' missing)")
-    return AdapterConfig.from_dict(data["orchmoe_adapter"])
+    saved = data["orchmoe_adapter"]
+    if isinstance(saved, dict) and saved.get("method") == "orchmoe" and "orchmoe_task_router" not in saved:
+        # saved before the option existed (every saved config has every field): trained with the softmax reading
+        saved = {**saved, "orchmoe_task_router": "softmax"}
+    return AdapterConfig.from_dict(saved)
 
 
 def load_adapters(base_model: nn.Module, path) -> MultiAdapterModel:

@@ -9,6 +9,8 @@ micro-batch's routing and the router gradients before the optimiser step:
   sequence, MoA's router softmax);
 - weight_spread: sd of the per-example weights across the batch (mean over skills): 0 = every input routed alike;
 - task_entropy (OrchMoE): normalised entropy of the task router's w(X) (0 = one abstract task per input);
+  entropies and distances are taken over the shares |w_s| / sum |w|, the weights themselves when they are a
+  distribution; OrchMoE's affine eq. 4 gives signed weights of any sum (docs/methods.md, ambiguity 5);
 - load_<s>: mean weight of skill s over the batch; grad_norm: L2 norm of the block's router gradients.
 """
 from __future__ import annotations
@@ -26,16 +28,21 @@ UNIFORM_TV = 0.05  # per-example skill weights this close to uniform (total vari
 SPREAD_MIN = 0.01  # sd across examples below this = "input-independent"
 
 
+def _shares(p: torch.Tensor) -> torch.Tensor:
+    """Each row of p (.., S) as shares |p_s| / sum |p|: p itself when it is a distribution."""
+    p = p.float().abs()
+    return p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
 def _entropy(p: torch.Tensor) -> torch.Tensor:
-    """Normalised entropy of each row of p (.., S), in [0, 1]."""
-    p = p.float().clamp_min(0)
-    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    """Normalised entropy of the shares of each row of p (.., S), in [0, 1]."""
+    p = _shares(p)
     S = p.shape[-1]
     return -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(S) if S > 1 else torch.zeros(p.shape[:-1])
 
 
 def _tv_uniform(p: torch.Tensor) -> torch.Tensor:
-    p = p.float()
+    p = _shares(p)
     return 0.5 * (p - 1.0 / p.shape[-1]).abs().sum(-1)
 
 

@@ -1,7 +1,9 @@
 """OrchMoE (Wang et al., arXiv 2401.10559): a task router and a skill router per transformer block.
 
 Task router, eq. 4-5, on X = the block's input hidden states over prompt tokens (RMS-normalised, padding masked):
-    X_hat = softmax(X X^T / sqrt(d_k)) X + X,   w(X) = softmax(W_task mean_pool(X_hat) + b)   over T abstract tasks
+    X_hat = softmax(X X^T / sqrt(d_k)) X + X,   w(X) = W_task mean_pool(X_hat) + b   (T abstract tasks)
+eq. 4 is affine as the paper writes it (`orchmoe_task_router: affine`, default); `softmax` puts a softmax over the
+T tasks on it (the earlier reading: w(X) a distribution, alpha a convex combination; docs/methods.md ambiguity 5).
 Skill router, eq. 6 (= PEFT's PolyRouter): logits W_skill (T x S), U(-1e-3, 1e-3);
     W_hat = RelaxedBernoulli(1, W_skill).rsample() in training (one sample per example by default),
     sigmoid(W_skill) in evaluation; rows / row sum
@@ -9,7 +11,7 @@ Combination, eq. 3: alpha = w(X)^T W_hat (one weight per skill and example); del
 One task router per block, shared by the block's q, k and v (the reading that reproduces Table 4's ratios).
 Options where the paper is silent (docs/methods.md, ambiguities 26-29): one Gumbel sample of W_hat per batch or per
 example (`orchmoe_gumbel`), the init scale of W_Skill, a parameter-free layer norm of the pooled features
-(`orchmoe_feature_norm`) and a balance term on the batch-mean w(X) (`orchmoe_balance_weight`).
+(`orchmoe_feature_norm`) and a balance term on the batch-mean w(X) (`orchmoe_balance_weight`, softmax reading only).
 """
 import math
 
@@ -28,6 +30,7 @@ class OrchMoERouter(PromptRouter):
         self.task_router = nn.Linear(d_model, cfg.n_abstract_tasks)  # W_task (d_k x T) + bias
         a = cfg.orchmoe_skill_init
         self.skill_logits = nn.Parameter(torch.empty(cfg.n_abstract_tasks, cfg.n_skills).uniform_(-a, a))
+        self.task_softmax = cfg.orchmoe_task_router == "softmax"
         self.gumbel = cfg.orchmoe_gumbel
         self.feature_norm = cfg.orchmoe_feature_norm
         self.balance_weight = cfg.orchmoe_balance_weight
@@ -42,7 +45,9 @@ class OrchMoERouter(PromptRouter):
         return pooled
 
     def route_features(self, features):
-        w = torch.softmax(self.task_router(features), dim=-1)  # eq. 4 + softmax over the T abstract tasks
+        w = self.task_router(features)  # eq. 4: W_Task X_hat + Bias
+        if self.task_softmax:
+            w = torch.softmax(w, dim=-1)
         if self.training and self.gumbel == "example":  # (B, T, S): each example its own sample, as Poly per task
             logits = self.skill_logits.expand(w.shape[0], *self.skill_logits.shape)
             alpha = torch.einsum("bt,bts->bs", w, gumbel_sigmoid_weights(logits, True))
@@ -55,7 +60,6 @@ class OrchMoERouter(PromptRouter):
         self.ctx.readout[self.name] = {"task_weights": w.detach(), "skill_weights": alpha.detach()}
         return alpha
 
-
     def allocation(self) -> torch.Tensor:
         return gumbel_sigmoid_weights(self.skill_logits, False)
 
@@ -65,6 +69,8 @@ def _check(cfg, bad):
         cfg.n_abstract_tasks = cfg.n_tasks
     if not isinstance(cfg.n_abstract_tasks, int) or cfg.n_abstract_tasks < 1:
         bad("n_abstract_tasks", "must be a positive integer (default: n_tasks) for method 'orchmoe'")
+    if cfg.orchmoe_task_router not in ("affine", "softmax"):
+        bad("orchmoe_task_router", "must be 'affine' (eq. 4 as written) or 'softmax' (a softmax over the T tasks)")
     if cfg.orchmoe_gumbel not in ("batch", "example"):
         bad("orchmoe_gumbel", "must be 'batch' or 'example'")
     if cfg.orchmoe_feature_norm not in ("none", "layer"):
@@ -73,6 +79,9 @@ def _check(cfg, bad):
         bad("orchmoe_skill_init", "must be positive")
     if cfg.orchmoe_balance_weight < 0:
         bad("orchmoe_balance_weight", "must be >= 0")
+    if cfg.orchmoe_balance_weight > 0 and cfg.orchmoe_task_router != "softmax":
+        # the term is an entropy: it needs w(X) to be a distribution over the T tasks
+        bad("orchmoe_balance_weight", "needs orchmoe_task_router: softmax (the balance term is the entropy of w(X))")
 
 
 SPEC = register_method(MethodSpec(
