@@ -16,6 +16,7 @@ import logging
 import math
 import pickle
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -152,16 +153,17 @@ def run_fingerprint(adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: in
     }
 
 
-def _differences(state_file: Path, fingerprint: dict) -> list[str]:
-    """The fingerprint components a checkpoint's state.json disagrees on (empty: it may be resumed)."""
+def _why_not_resume(state_file: Path, fingerprint: dict) -> str | None:
+    """Why a checkpoint may not be resumed into this run (None: it may): the fingerprint components it differs in."""
     try:
-        theirs = json.loads(state_file.read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return ["state.json (unreadable)"]
+        theirs = json.loads(state_file.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its state.json is unreadable"
     if not isinstance(theirs, dict):
-        return ["fingerprint (an older format, without components)"]
+        return "its fingerprint has no components (written by an older orchmoe)"
     names = list(fingerprint) + [k for k in theirs if k not in fingerprint]
-    return [k for k in names if theirs.get(k) != fingerprint.get(k)]
+    differ = [k for k in names if theirs.get(k) != fingerprint.get(k)]
+    return f"made with different {', '.join(differ)}" if differ else None
 
 
 def _remove_checkpoint(folder: Path) -> None:
@@ -228,11 +230,11 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir, base_md5, init_skills)
     step, log_rows, router_rows, resumed_from = 0, [], [], None
     ckpt = _latest_checkpoint(work)
-    differ = _differences(ckpt / "state.json", fingerprint) if ckpt is not None else []
-    if differ:
+    why_not = _why_not_resume(ckpt / "state.json", fingerprint) if ckpt is not None else None
+    if why_not:
         # state of another run on this --work (changed code, base, init, data, config or seed): resuming into it
         # would mix two runs, so it is removed and this run starts over
-        log.warning("not resuming from %s: made with different %s; starting from step 0", ckpt, ", ".join(differ))
+        log.warning("not resuming from %s: %s; starting from step 0", ckpt, why_not)
         for old in work.glob("step-*"):
             _remove_checkpoint(old)
         ckpt = None
@@ -241,8 +243,10 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         try:  # tensors and plain containers only: a state file from elsewhere cannot run code
             state = torch.load(state_file, weights_only=True)
         except pickle.UnpicklingError as e:
+            found = re.search(r"WeightsUnpickler error: (.*?)\.(?:\s|$)", str(e))  # torch's message is 8 lines of advice
             raise TrainingError(f"{state_file}: refused, it holds more than tensors and plain containers "
-                                f"({str(e).strip().splitlines()[0]}); delete {work} to start over") from None
+                                f"({found.group(1) if found else str(e).strip().splitlines()[0]}); "
+                                f"delete {work} to start over") from None
         weights = load_file(str(ckpt / "adapters.safetensors"))
         params = dict(model.named_parameters())
         with torch.no_grad():
