@@ -45,8 +45,6 @@ def test_resume_after_a_kill_ends_with_identical_weights(tmp_path, suite):
     assert ckpts[0] == ckpts[1]
 
 
-
-
 SHORT = {**FAST, "max_steps": 2}
 
 
@@ -130,8 +128,8 @@ def test_state_of_an_older_orchmoe_is_not_resumed(tmp_path, suite, caplog):
     (tmp_path / "w" / "step-1" / "state.json").write_text(json.dumps({"step": 1, "fingerprint": "0" * 32}))
     with caplog.at_level(logging.WARNING, logger="orchmoe.training.trainer"):
         assert _run(suite, tmp_path / "w", train_cfg=SHORT).resumed_from_step is None
-    assert _log_lines(caplog, "not resuming") == [f"not resuming from {tmp_path / 'w' / 'step-1'}: its fingerprint "
-                                                  "has no components (written by an older orchmoe); starting from step 0"]
+    assert _log_lines(caplog, "not resuming") == [f"not resuming from {tmp_path / 'w' / 'step-1'}: its fingerprint has "
+                                                  "no components (written by an older orchmoe); starting from step 0"]
 
 
 def test_cli_base_md5_follows_the_loading_spec_and_the_files(tmp_path):

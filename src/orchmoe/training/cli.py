@@ -49,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="final checkpoint folder (written atomically at the end)")
     p.add_argument("--work", required=True,
-                   help="resumable state (removed once --out is written); keep it out of the workflow's declared outputs")
+                   help="resumable state, removed once --out is written; keep it out of the workflow's outputs")
     p.add_argument("--init-skills", nargs="*", default=None, help="single-LoRA checkpoints, one per skill")
     p.add_argument("--oracle-skills", default=None,
                    help="the built-in suite's skills.json: poly routes with this fixed ground-truth allocation")

@@ -243,7 +243,8 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         try:  # tensors and plain containers only: a state file from elsewhere cannot run code
             state = torch.load(state_file, weights_only=True)
         except pickle.UnpicklingError as e:
-            found = re.search(r"WeightsUnpickler error: (.*?)\.(?:\s|$)", str(e))  # torch's message is 8 lines of advice
+            # torch's message is 8 lines of advice; the reason is one sentence in it
+            found = re.search(r"WeightsUnpickler error: (.*?)\.(?:\s|$)", str(e))
             raise TrainingError(f"{state_file}: refused, it holds more than tensors and plain containers "
                                 f"({found.group(1) if found else str(e).strip().splitlines()[0]}); "
                                 f"delete {work} to start over") from None
