@@ -1,15 +1,21 @@
-"""Resume after a kill -> identical weights and metrics; checkpoint fingerprints; provenance; NaN/inf handling."""
+"""Resume after a kill -> identical weights and metrics; resume state of another run (code, base, init, data,
+config, seed) -> step 0 with the reason; no state left after a finished run; provenance; NaN/inf handling."""
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 
 import pytest
 import torch
 
+from orchmoe import lineage
+from orchmoe.adapters import attach_adapters
 from orchmoe.cli import main
 from orchmoe.errors import ConfigError, TrainingError
+from orchmoe.models.loading import load_base
 from orchmoe.models.tiny import build_tiny, byte_tokenizer
-from orchmoe.training.cli import resolve_adapter_config
+from orchmoe.training.cli import base_md5, base_spec, resolve_adapter_config
 from orchmoe.training.evaluate import evaluate, metrics_from_predictions
 from orchmoe.training.trainer import TrainConfig, train
 
@@ -39,15 +45,150 @@ def test_resume_after_a_kill_ends_with_identical_weights(tmp_path, suite):
     assert ckpts[0] == ckpts[1]
 
 
-def test_a_checkpoint_of_another_run_is_never_resumed(tmp_path, suite):
-    manifest = json.loads((suite / "manifest.json").read_text())
-    cfg = resolve_adapter_config({"method": "lora", "target_modules": TARGETS["t5"], "rank": 2}, manifest)
-    assert train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 0, tmp_path / "w",
-                 stop_after=2) is None
-    changed = train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 1, tmp_path / "w")
-    fresh = train(build_tiny("t5"), byte_tokenizer(), suite, cfg, TrainConfig.from_dict(FAST), 1, tmp_path / "w2")
+SHORT = {**FAST, "max_steps": 2}
+
+
+def _cfg(suite, method="lora", **fields):
+    return resolve_adapter_config({"method": method, "target_modules": TARGETS["t5"], "rank": 2, **fields},
+                                  json.loads((suite / "manifest.json").read_text()))
+
+
+def _run(suite, work, seed=0, base_seed=0, cfg=None, train_cfg=FAST, init=None, stop_after=None):
+    return train(build_tiny("t5", seed=base_seed), byte_tokenizer(), suite, cfg or _cfg(suite),
+                 TrainConfig.from_dict(train_cfg), seed, work, init, stop_after=stop_after)
+
+
+def _lora(suite, folder, seed):
+    torch.manual_seed(seed)  # LoRA A is drawn at random: each seed gives another init checkpoint
+    return attach_adapters(build_tiny("t5"), _cfg(suite)).save_adapters(folder)
+
+
+def _edited_src(tmp_path, file):
+    """A copy of the orchmoe package with one comment appended to `file` (for lineage.SRC)."""
+    src = tmp_path / "src"
+    shutil.copytree(lineage.SRC / "orchmoe", src / "orchmoe", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(src / file, "a") as f:
+        f.write("\n# edited\n")
+    return src
+
+
+def _log_lines(caplog, start):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(start)]
+
+
+# what the old fingerprint missed; a changed config or seed takes the same path (see the from-scratch test below)
+@pytest.mark.parametrize("component", ["code", "base", "init", "data"])
+def test_state_of_another_run_restarts_from_step_0_naming_what_differs(tmp_path, suite, monkeypatch, caplog,
+                                                                          component):
+    before, after = {"train_cfg": SHORT}, {"train_cfg": SHORT}
+    if component == "base":
+        after["base_seed"] = 1
+    elif component == "init":
+        before["cfg"] = after["cfg"] = _cfg(suite, "moe_lora", n_skills=2)
+        before["init"] = [_lora(suite, tmp_path / "a", 0), _lora(suite, tmp_path / "b", 1)]
+        after["init"] = [before["init"][0], _lora(suite, tmp_path / "c", 2)]
+    elif component == "data":
+        after_suite = shutil.copytree(suite, tmp_path / "suite")
+        lines = (after_suite / "train.jsonl").read_text().splitlines(keepends=True)
+        (after_suite / "train.jsonl").write_text("".join(lines[1:]))
+    assert _run(suite, tmp_path / "w", stop_after=1, **before) is None
+    if component == "code":  # a trainer edit between the killed job and its rerun
+        monkeypatch.setattr(lineage, "SRC", _edited_src(tmp_path, "orchmoe/training/trainer.py"))
+    with caplog.at_level(logging.WARNING, logger="orchmoe.training.trainer"):
+        model = _run(tmp_path / "suite" if component == "data" else suite, tmp_path / "w", **after)
+    assert model.resumed_from_step is None and not _log_lines(caplog, "resuming from")
+    assert _log_lines(caplog, "not resuming") == [f"not resuming from {tmp_path / 'w' / 'step-1'}: made with "
+                                                  f"different {component}; starting from step 0"]
+
+
+def test_a_run_that_does_not_resume_ends_as_a_run_from_scratch(tmp_path, suite, caplog):
+    assert _run(suite, tmp_path / "w", train_cfg=SHORT, stop_after=1) is None
+    with caplog.at_level(logging.WARNING, logger="orchmoe.training.trainer"):
+        changed = _run(suite, tmp_path / "w", seed=1, train_cfg=SHORT)
+    assert _log_lines(caplog, "not resuming") == [f"not resuming from {tmp_path / 'w' / 'step-1'}: made with "
+                                                  "different seed; starting from step 0"]
+    fresh = _run(suite, tmp_path / "w2", seed=1, train_cfg=SHORT)
     a, b = changed.adapter_state_dict(), fresh.adapter_state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)  # seed 1 started from step 0, not from seed 0's step 2
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seed 1 started from step 0, not from seed 0's step 1
+
+
+def test_an_edit_to_code_training_does_not_run_still_resumes(tmp_path, suite, monkeypatch, caplog):
+    assert _run(suite, tmp_path / "w", train_cfg=SHORT, stop_after=1) is None
+    monkeypatch.setattr(lineage, "SRC", _edited_src(tmp_path, "orchmoe/report/tables.py"))
+    with caplog.at_level(logging.WARNING, logger="orchmoe.training.trainer"):
+        assert _run(suite, tmp_path / "w", train_cfg=SHORT).resumed_from_step == 1
+    assert len(_log_lines(caplog, "resuming from")) == 1 and not _log_lines(caplog, "not resuming")
+
+
+def test_state_of_an_older_orchmoe_is_not_resumed(tmp_path, suite, caplog):
+    assert _run(suite, tmp_path / "w", train_cfg=SHORT, stop_after=1) is None
+    (tmp_path / "w" / "step-1" / "state.json").write_text(json.dumps({"step": 1, "fingerprint": "0" * 32}))
+    with caplog.at_level(logging.WARNING, logger="orchmoe.training.trainer"):
+        assert _run(suite, tmp_path / "w", train_cfg=SHORT).resumed_from_step is None
+    assert _log_lines(caplog, "not resuming") == [f"not resuming from {tmp_path / 'w' / 'step-1'}: its fingerprint has "
+                                                  "no components (written by an older orchmoe); starting from step 0"]
+
+
+def test_cli_base_md5_follows_the_loading_spec_and_the_files(tmp_path):
+    model = build_tiny("t5")
+    tiny = {"source": "tiny", "arch": "t5"}
+    assert base_md5(json.dumps(tiny), model) == base_md5(json.dumps({**tiny, "resources": {"gpu": 1}}), model)
+    assert base_md5(json.dumps(tiny), model) != base_md5(json.dumps({**tiny, "seed": 1}), model)
+    assert base_md5(json.dumps(tiny), model) != base_md5(json.dumps({**tiny, "d_model": 48}), model)
+    model.save_pretrained(tmp_path / "base")
+    before = base_md5(str(tmp_path / "base"), model)
+    config = tmp_path / "base" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "dropout_rate": 0.2}))
+    assert base_md5(str(tmp_path / "base"), model) != before  # a config-only change: the weights are the same
+    (tmp_path / "base" / "fetch.json").write_text("{}")  # a fetched base: its file list with md5s stands for it
+    fetched = base_md5(str(tmp_path / "base"), model)
+    (tmp_path / "base" / "fetch.json").write_text('{"files": {}}')
+    assert base_md5(str(tmp_path / "base"), model) != fetched
+
+
+def test_cli_resume_is_recorded_in_run_json_and_a_finished_run_leaves_no_state(tmp_path, suite):
+    spec, raw = _tiny_spec("t5"), {"method": "lora", "target_modules": TARGETS["t5"], "rank": 2}
+    args = ["train", "--base", spec, "--data", str(suite), "--adapter-config", json.dumps(raw),
+            "--train-config", json.dumps(SHORT), "--seed", "3"]
+    base, tokenizer = load_base(base_spec(spec))  # a job killed after step 1, with the fingerprint the CLI computes
+    assert train(base, tokenizer, suite, _cfg(suite), TrainConfig.from_dict(SHORT), 3, tmp_path / "w", stop_after=1,
+                 base_md5=base_md5(spec, base)) is None
+    (tmp_path / "w" / "notes.txt").write_text("not ours")
+    assert main([*args, "--out", str(tmp_path / "resumed"), "--work", str(tmp_path / "w")]) == 0
+    assert main([*args, "--out", str(tmp_path / "whole"), "--work", str(tmp_path / "w2")]) == 0
+    resumed, whole = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("resumed", "whole"))
+    assert resumed["resumed_from_step"] == 1 and whole["resumed_from_step"] is None
+    assert resumed["fingerprint"] == whole["fingerprint"] and set(whole["fingerprint"]) >= {"code", "base", "init"}
+    weights = "orchmoe_adapter.safetensors"
+    assert resumed["outputs"][weights]["md5"] == whole["outputs"][weights]["md5"]  # the same run, resumed exactly
+    # no step checkpoint is left to resume into; a folder holding other files is kept, an empty one goes
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["notes.txt"] and not (tmp_path / "w2").exists()
+
+
+CALLED = []
+
+
+def _mark():
+    CALLED.append("unpickled")
+    return {}
+
+
+class _Payload:
+    def __reduce__(self):
+        return _mark, ()
+
+
+def test_resume_state_holding_a_pickled_object_is_refused(tmp_path, suite):
+    assert _run(suite, tmp_path / "w", train_cfg=SHORT, stop_after=1) is None
+    state_file = tmp_path / "w" / "step-1" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=True)  # what the trainer writes is tensors and plain containers
+    torch.save({**state, "rng": _Payload()}, state_file)
+    with pytest.raises(TrainingError, match=r"trainer_state\.pt: refused, it holds more than tensors .*"
+                       r"\(Unsupported global: GLOBAL .*_mark was not an allowed global by default\); delete "):
+        _run(suite, tmp_path / "w", train_cfg=SHORT)
+    assert CALLED == []
+    torch.load(state_file, weights_only=False)  # the payload is live: an unrestricted load would have run it
+    assert CALLED == ["unpickled"]
 
 
 def test_provenance_records_config_versions_and_md5s(tmp_path, suite, monkeypatch):

@@ -23,6 +23,24 @@ def base_input(value: str) -> Path | None:
     return path / "fetch.json" if (path / "fetch.json").is_file() else path
 
 
+def base_md5(value: str, model) -> str:
+    """What identifies --base for resuming: its spec (the keys that say how to load it), the md5 run.json records
+    for its files (base_input) and, for a hub id, the snapshot commit transformers loaded."""
+    import hashlib
+    import json
+
+    from orchmoe.io import md5_path
+    from orchmoe.models.loading import NOT_LOADING
+
+    spec = base_spec(value)
+    if isinstance(spec, dict):
+        spec = {k: v for k, v in spec.items() if k not in NOT_LOADING}
+    files = base_input(value)
+    blob = {"spec": spec, "files": md5_path(files) if files else None,
+            "hub_commit": getattr(model.config, "_commit_hash", None)}
+    return hashlib.md5(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train adapters of one method on a suite")
     p.add_argument("--base", required=True, help="model folder, GGUF folder, hub id, or a tiny-model JSON spec")
@@ -31,7 +49,8 @@ def register(sub) -> None:
     p.add_argument("--train-config", default="{}", help="JSON object or file (TrainConfig fields)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="final checkpoint folder (written atomically at the end)")
-    p.add_argument("--work", required=True, help="resumable state; keep it out of the workflow's declared outputs")
+    p.add_argument("--work", required=True,
+                   help="resumable state, removed once --out is written; keep it out of the workflow's outputs")
     p.add_argument("--init-skills", nargs="*", default=None, help="single-LoRA checkpoints, one per skill")
     p.add_argument("--oracle-skills", default=None,
                    help="the built-in suite's skills.json: poly routes with this fixed ground-truth allocation")
@@ -119,7 +138,7 @@ def _train(args) -> None:
     from orchmoe.models.loading import load_base
 
     from orchmoe.provenance import write_run_json
-    from .trainer import TrainConfig, train, write_outputs
+    from .trainer import TrainConfig, clear_resume_state, train, write_outputs
 
     manifest = read_suite(args.data)
     raw = json_or_file(args.adapter_config)
@@ -132,7 +151,8 @@ def _train(args) -> None:
     adapter_cfg = resolve_adapter_config(raw, manifest)
     train_cfg = TrainConfig.from_dict(json_or_file(args.train_config))
     base, tokenizer = load_base(base_spec(args.base))
-    model = train(base, tokenizer, args.data, adapter_cfg, train_cfg, args.seed, args.work, args.init_skills)
+    model = train(base, tokenizer, args.data, adapter_cfg, train_cfg, args.seed, args.work, args.init_skills,
+                  base_md5=base_md5(args.base, base))
     out = Path(args.out)
     with atomic_path(out) as tmp:
         write_outputs(tmp, model)
@@ -141,7 +161,10 @@ def _train(args) -> None:
         inputs.update({"oracle_skills": Path(args.oracle_skills)} if args.oracle_skills else {})
         write_run_json(tmp / "run.json", " ".join(sys.argv), {"adapter": adapter_cfg.to_dict(),
                        "train": train_cfg.__dict__, "base": args.base}, args.seed, inputs,
-                       {p.name: p for p in sorted(tmp.iterdir())})
+                       {p.name: p for p in sorted(tmp.iterdir())},
+                       {"resumed_from_step": model.resumed_from_step, "fingerprint": model.fingerprint})
+    # only now that --out is in place: a job killed before this line still resumes from its last checkpoint
+    clear_resume_state(args.work)
     print(f"wrote {out}")
 
 

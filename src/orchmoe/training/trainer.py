@@ -3,7 +3,8 @@
 Defaults follow OrchMoE section 4.2 (AdamW, lr 5e-5, weight decay 0.01, linear decay, warmup ratio 0.06, batch
 size 4, 1 epoch). Checkpoints (adapter weights + optimiser, scheduler and RNG state) go to a work folder that the
 workflow does not declare as an output, because Snakemake deletes a failed job's outputs; resuming continues
-from the last one and ends with the same weights as an uninterrupted run on CPU.
+from the last one and ends with the same weights as an uninterrupted run on CPU. A checkpoint is resumed only
+when its fingerprint (code, runtime, base, init checkpoints, data, configs, seed) equals this run's.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+import transformers
 from transformers import get_linear_schedule_with_warmup
 
+from orchmoe import lineage
 from orchmoe.adapters import AdapterConfig, attach_adapters
 from orchmoe.data.batching import make_collator
 from orchmoe.data.glm_format import input_format
 from orchmoe.errors import ConfigError, TrainingError
-from orchmoe.io import atomic_path, md5_file, read_jsonl
+from orchmoe.io import atomic_path, md5_file, md5_path, read_jsonl
 from orchmoe.progress import progress
 from orchmoe.seeding import seed_everything
 
@@ -89,7 +94,13 @@ def _latest_checkpoint(work: Path) -> Path | None:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """Every RNG's state as tensors and plain numbers, so that the state file loads with weights_only=True."""
+    _, py_state, py_gauss = random.getstate()
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "python": torch.tensor(py_state, dtype=torch.int64), "python_gauss": py_gauss,
+             "numpy": torch.from_numpy(np_keys.astype(np.int64)), "numpy_pos": int(np_pos),
+             "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -97,20 +108,81 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate((3, tuple(state["python"].tolist()), state["python_gauss"]))  # 3: the Mersenne Twister's version
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def run_fingerprint(adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: int, suite_dir) -> str:
-    """What a checkpoint must agree on to be resumed: configs, seed and the training data."""
-    blob = json.dumps({"adapter": adapter_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "seed": seed,
-                       "data": md5_file(Path(suite_dir) / "train.jsonl")}, sort_keys=True, default=str)
-    return hashlib.md5(blob.encode()).hexdigest()
+def _md5(value) -> str:
+    return hashlib.md5(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows, fingerprint: str,
+def code_md5() -> str:
+    """md5 of the source files `orchmoe train` runs: the files lineage.py finds from its import graph (the same set
+    the workflow's `code` param of the train rule hashes), so an edit that makes a train job stale also makes its
+    resume state stale, and an edit elsewhere (report, metrics, ...) does not."""
+    return lineage.fingerprint(lineage.command_files("train", lineage.SRC), lineage.SRC)
+
+
+def weights_md5(model) -> str:
+    """md5 of a model's config and every parameter and buffer: identifies a base passed without a base_md5."""
+    h = hashlib.md5(model.config.to_json_string().encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def run_fingerprint(adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: int, suite_dir, base_md5: str,
+                    init_skills=()) -> dict[str, str]:
+    """What resume state must agree on, component by component (so a mismatch can say which): the code, the
+    libraries and device it ran on, the base model, the init checkpoints, the training data, both configs, the
+    seed."""
+    return {
+        "code": code_md5(),
+        "runtime": _md5({"torch": torch.__version__, "transformers": transformers.__version__,
+                         "device": "cuda" if torch.cuda.is_available() else "cpu"}),
+        "base": base_md5,
+        "init": _md5([md5_path(d) for d in init_skills or ()]),
+        "data": md5_file(Path(suite_dir) / "train.jsonl"),
+        "adapter config": _md5(adapter_cfg.to_dict()),
+        "train config": _md5(dataclasses.asdict(train_cfg)),
+        "seed": str(seed),
+    }
+
+
+def _why_not_resume(state_file: Path, fingerprint: dict) -> str | None:
+    """Why a checkpoint may not be resumed into this run (None: it may): the fingerprint components it differs in."""
+    try:
+        theirs = json.loads(state_file.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its state.json is unreadable"
+    if not isinstance(theirs, dict):
+        return "its fingerprint has no components (written by an older orchmoe)"
+    names = list(fingerprint) + [k for k in theirs if k not in fingerprint]
+    differ = [k for k in names if theirs.get(k) != fingerprint.get(k)]
+    return f"made with different {', '.join(differ)}" if differ else None
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    # state.json first: a removal killed half-way leaves a folder that is no longer taken for a checkpoint
+    (folder / "state.json").unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def clear_resume_state(work_dir) -> None:
+    """Remove a run's step checkpoints (and half-written ones) once its final output is in place, so that a later
+    run on the same --work starts from step 0. The folder itself goes only when nothing else is in it."""
+    work = Path(work_dir)
+    for folder in [*work.glob("step-*"), *work.glob(".step-*")]:
+        _remove_checkpoint(folder)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
+
+
+def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_rows, fingerprint: dict,
                      router_rows=()) -> None:
     with atomic_path(work / f"step-{step}") as tmp:
         tmp.mkdir()
@@ -123,14 +195,18 @@ def _save_checkpoint(work: Path, step: int, model, optimizer, scheduler, log_row
         (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     for old in work.glob("step-*"):  # keep only the newest
         if old.name != f"step-{step}":
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)
 
 
 def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cfg: TrainConfig, seed: int,
-          work_dir, init_skills: list | None = None, stop_after: int | None = None):
-    """Returns the trained MultiAdapterModel (outputs: `write_outputs`). stop_after (tests) stops like a killed
-    job after that many steps and returns None."""
+          work_dir, init_skills: list | None = None, stop_after: int | None = None, base_md5: str | None = None):
+    """Returns the trained MultiAdapterModel (outputs: `write_outputs`); its `resumed_from_step` is the step it
+    resumed from (None: from scratch) and `fingerprint` what its resume state had to agree on. base_md5 identifies
+    the base (the CLI passes the md5 of its spec and files); None hashes the loaded weights and config. stop_after
+    (tests) stops like a killed job after that many steps and returns None."""
     seed_everything(seed)
+    if base_md5 is None:
+        base_md5 = weights_md5(base_model)  # before attach_adapters wraps it
     model = attach_adapters(base_model, adapter_cfg)
     if init_skills:
         model.init_skills_from(init_skills)
@@ -151,18 +227,27 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir)
-    step, log_rows, router_rows = 0, [], []
+    fingerprint = run_fingerprint(adapter_cfg, train_cfg, seed, suite_dir, base_md5, init_skills)
+    step, log_rows, router_rows, resumed_from = 0, [], [], None
     ckpt = _latest_checkpoint(work)
-    if ckpt is not None and json.loads((ckpt / "state.json").read_text()).get("fingerprint") != fingerprint:
-        # the same job with changed config, seed or data (e.g. `dvc exp run -S train.lr=...`): its old state is
-        # stale, never resumed into the new run
-        log.warning("%s: checkpoint of a different run (config, seed or data changed); starting from step 0", ckpt)
+    why_not = _why_not_resume(ckpt / "state.json", fingerprint) if ckpt is not None else None
+    if why_not:
+        # state of another run on this --work (changed code, base, init, data, config or seed): resuming into it
+        # would mix two runs, so it is removed and this run starts over
+        log.warning("not resuming from %s: %s; starting from step 0", ckpt, why_not)
         for old in work.glob("step-*"):
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)
         ckpt = None
     if ckpt is not None:
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        state_file = ckpt / "trainer_state.pt"
+        try:  # tensors and plain containers only: a state file from elsewhere cannot run code
+            state = torch.load(state_file, weights_only=True)
+        except pickle.UnpicklingError as e:
+            # torch's message is 8 lines of advice; the reason is one sentence in it
+            found = re.search(r"WeightsUnpickler error: (.*?)\.(?:\s|$)", str(e))
+            raise TrainingError(f"{state_file}: refused, it holds more than tensors and plain containers "
+                                f"({found.group(1) if found else str(e).strip().splitlines()[0]}); "
+                                f"delete {work} to start over") from None
         weights = load_file(str(ckpt / "adapters.safetensors"))
         params = dict(model.named_parameters())
         with torch.no_grad():
@@ -171,7 +256,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        step = json.loads((ckpt / "state.json").read_text())["step"]
+        step = resumed_from = json.loads((ckpt / "state.json").read_text())["step"]
         log_rows = json.loads((ckpt / "log.json").read_text())
         if (ckpt / "router_log.json").is_file():
             router_rows = json.loads((ckpt / "router_log.json").read_text())
@@ -227,6 +312,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         log.warning("truncated while training: %s (max_source_length=%d, max_target_length=%d)",
                     collate.truncated, train_cfg.max_source_length, train_cfg.max_target_length)
     model.train_log, model.truncated = log_rows, dict(collate.truncated)
+    model.resumed_from_step, model.fingerprint = resumed_from, fingerprint
     model.router_log, model.routing_warnings = router_rows, routing_warnings(adapter_cfg.method, router_rows)
     return model
 
