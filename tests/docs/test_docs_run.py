@@ -5,6 +5,7 @@
   nothing built (a fresh clone): `snakemake ARGS` as `snakemake -n ARGS`; `orchmoe ARGS` is parsed by the real
   argument parser and run when cheap (`cheap`); `dvc repro` / `dvc exp run` with `--dry --force`, the read-only
   dvc commands as written; `make ARGS` as `make -n ARGS`. `VAR=value` lines set variables for later commands.
+- The README's inline `code spans` that start with a command run the same way.
 - Anything else fails the test until it gets a runner here or an entry in SKIP with its reason, so a new command
   is tested by default. A fenced block without a language that holds a command must say `bash` (or `text`).
 """
@@ -18,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def cheap(argv: list[str]) -> bool:
 @dataclass(frozen=True)
 class Skip:
     file: str  # the doc, relative to the repository root
-    pattern: str  # a regex searched in a command (block=True: in the whole block; python blocks: always the block)
+    pattern: str  # a regex searched in a command (block=True: in the whole bash block; a python block: in it)
     reason: str
     block: bool = False
     ahead: bool = False  # for commands a doc may gain (a server recipe): may match nothing yet
@@ -53,6 +55,11 @@ SKIP = [
          "`...` stands for any snakemake arguments (tests/training/test_warm.py runs the warm server)"),
     Skip("README.md", r"^orchmoe trace \.\.\. --verify",
          "`...` stands for the trace arguments of the line above (tests/integration re-hashes a real run)"),
+    Skip("README.md", r"^orchmoe trace$", "names the command (the block above runs it)"),
+    Skip("README.md", r"^orchmoe export RUN --out DIR$", "RUN and DIR are placeholders (docs/serving.md's block "
+                                                         "parses export with a real run path)"),
+    Skip("README.md", r"^dvc commit -f$", "records the outputs of a built demo; nothing is built here"),
+    Skip("README.md", r"^python benchmarks/", "a benchmark of minutes (its output is docs/methods.md's section)"),
     Skip("README.md", r"^dvc (push|pull)$",
          "needs a dvc.lock and built outputs: tests/integration/test_dvc.py pushes, deletes and pulls them"),
     Skip("docs/methods.md", r"ORCHMOE_METHODS=my_pkg", "a user's own method module and config (tests/adapters "
@@ -137,6 +144,20 @@ ALL_COMMANDS = [c for b in BASH for c in commands(b)]
 PYTHON = [b for b in ALL_BLOCKS if b.lang == "python"]
 
 
+def inline_commands(path: Path) -> list[Command]:
+    """Commands in the prose's `code spans` (the README's own, e.g. `orchmoe params --architecture glm-10b ...`)."""
+    text, out = path.read_text(), []
+    fenced = {n for b in blocks(path) for n in range(b.line, b.line + b.text.count("\n") + 2)}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if n not in fenced:
+            out += [Command(str(path.relative_to(REPO)), n, m.group(1))
+                    for m in re.finditer(rf"`((?:{'|'.join(COMMANDS)}) [^`]+)`", line)]
+    return out
+
+
+README_INLINE = inline_commands(REPO / "README.md")
+
+
 # -- the fresh-clone copy the commands run in ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
@@ -151,6 +172,20 @@ def clone(tmp_path_factory) -> Path:
     git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@example.org"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):  # `dvc exp run` needs a commit
         subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    for block in BASH:  # start every dry run now, in parallel; the tests below wait for theirs and report
+        if not skip_reason(block.file, block.text, block=True):
+            variables = {}
+            for cmd in commands(block):
+                if not skip_reason(cmd.file, cmd.text):
+                    with contextlib.suppress(AssertionError):  # a command without a runner fails in its test
+                        run_command(cmd, dest, variables, None, start_only=True)
+    for block in PYTHON:
+        if not skip_reason(block.file, block.text):
+            _python(block, dest, start_only=True)
+    for cmd in README_INLINE:
+        if not skip_reason(cmd.file, cmd.text):
+            with contextlib.suppress(AssertionError):
+                run_command(cmd, dest, {}, None, start_only=True)
     return dest
 
 
@@ -159,14 +194,28 @@ def _env(extra: dict) -> dict:
             "TRANSFORMERS_OFFLINE": "1", **extra}
 
 
-_RAN: dict = {}  # (argv, env, cwd) -> finished process: a command two docs name runs once
+# Started processes, (argv, env, cwd) -> Future: the clone fixture starts every dry run at once (snakemake dry runs
+# take no lock; dvc commands take the repository's lock, so they queue on one worker) and each test waits for its
+# own; a command two docs name runs once.
+_RAN: dict = {}
+_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2))
+_DVC_QUEUE = ThreadPoolExecutor(max_workers=1)
 
 
-def _run(argv: list[str], cwd: Path, env: dict, what: str) -> None:
+def _start(argv: list[str], cwd: Path, env: dict):
     key = (tuple(argv), tuple(sorted(env.items())), str(cwd))
     if key not in _RAN:
-        _RAN[key] = subprocess.run(argv, cwd=cwd, env=_env(env), capture_output=True, text=True, timeout=300)
-    proc = _RAN[key]
+        pool = _DVC_QUEUE if Path(argv[0]).name == "dvc" else _POOL
+        _RAN[key] = pool.submit(subprocess.run, argv, cwd=cwd, env=_env(env), capture_output=True, text=True,
+                                timeout=300)
+    return _RAN[key]
+
+
+def _run(argv: list[str], cwd: Path, env: dict, what: str, start_only: bool = False) -> None:
+    future = _start(argv, cwd, env)
+    if start_only:
+        return
+    proc = future.result()
     assert proc.returncode == 0, (f"{what}\nran: {shlex.join(argv)} -> rc {proc.returncode}\n"
                                   f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
@@ -190,12 +239,14 @@ def _orchmoe(argv: list[str], cwd: Path, what: str, monkeypatch) -> None:
 
 
 def _dry(argv: list[str]) -> list[str]:
-    """The dvc command in a form that runs nothing. On a clone with nothing built, `dvc repro --dry` needs --force:
-    DVC hashes each stage's dependencies for its run cache even in a dry run (README, DVC)."""
+    """The dvc command in a form that runs nothing; one the doc already writes with --dry runs as written. On a
+    clone with nothing built, `dvc repro --dry` needs --force: DVC hashes each stage's dependencies for its run cache
+    even in a dry run, and those an earlier stage makes do not exist yet (README, DVC)."""
     sub = argv[1:3]
+    if (sub[:1] == ["repro"] or sub == ["exp", "run"]) and "--dry" not in argv:
+        return argv + ["--dry"] + ([] if {"-f", "--force"} & set(argv) else ["--force"])
     if sub[:1] == ["repro"] or sub == ["exp", "run"]:
-        return argv + [flag for flag in ("--dry", "--force") if flag not in argv and not
-                       (flag == "--force" and "-f" in argv)]
+        return argv
     if sub[:1] in (["status"], ["dag"]) or sub in (["metrics", "show"], ["plots", "show"], ["params", "diff"]):
         return argv
     raise AssertionError(f"no dry form known for `{shlex.join(argv)}`: add one to _dry or a SKIP entry")
@@ -228,7 +279,8 @@ def _simple(text: str) -> list[list[str]]:
 ASSIGN = re.compile(r"^[A-Za-z_]\w*=")
 
 
-def run_command(cmd: Command, cwd: Path, variables: dict, monkeypatch) -> None:
+def run_command(cmd: Command, cwd: Path, variables: dict, monkeypatch, start_only: bool = False) -> None:
+    """Run the simple commands of a logical line in their dry forms (start_only: start the subprocesses only)."""
     what = f"{cmd.file}:{cmd.line}: {cmd.text}"
     for argv in _split(cmd.text):
         argv = [re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), a) for a in argv]
@@ -246,14 +298,15 @@ def run_command(cmd: Command, cwd: Path, variables: dict, monkeypatch) -> None:
         leftover = [a for a in argv if "$" in a]
         assert not leftover, f"{what}\nunset variable or substitution in {leftover}"
         if argv[0] == "snakemake":
-            _run([str(BIN / "snakemake"), "-n", *argv[1:]], cwd, env, what)
+            _run([str(BIN / "snakemake"), "-n", *argv[1:]], cwd, env, what, start_only)
         elif argv[0] == "orchmoe":
             assert not env, f"{what}\nenvironment prefixes for orchmoe are not supported here"
-            _orchmoe(argv[1:], cwd, what, monkeypatch)
+            if not start_only:
+                _orchmoe(argv[1:], cwd, what, monkeypatch)
         elif argv[0] == "dvc":
-            _run([str(BIN / "dvc"), *_dry(argv)[1:]], cwd, env, what)
+            _run([str(BIN / "dvc"), *_dry(argv)[1:]], cwd, env, what, start_only)
         elif argv[0] == "make":
-            _run(["make", "-n", *argv[1:]], cwd, env, what)
+            _run(["make", "-n", *argv[1:]], cwd, env, what, start_only)
         else:
             raise AssertionError(f"{what}\nno runner for `{argv[0]}`: add one in tests/docs/test_docs_run.py or a "
                                  "SKIP entry with the reason it cannot run offline on CPU")
@@ -280,14 +333,27 @@ def test_shell_commands_run_dry(block, clone, monkeypatch):
         pytest.skip("every command of this block is on the skip list")
 
 
+@pytest.mark.parametrize("cmd", README_INLINE, ids=[f"{c.file}:{c.line}:{c.text}" for c in README_INLINE])
+def test_readme_inline_commands_run_dry(cmd, clone, monkeypatch):
+    if skip_reason(cmd.file, cmd.text):
+        pytest.skip(skip_reason(cmd.file, cmd.text))
+    run_command(cmd, clone, {}, monkeypatch)
+
+
+def _python(block: Block, clone: Path, start_only: bool = False) -> None:
+    """Run a python block as a script in a folder of its own (it may write files, e.g. `ckpt`)."""
+    where = clone.parent / f"python-{Path(block.file).stem}-{block.line}"
+    where.mkdir(exist_ok=True)
+    (where / "snippet.py").write_text(block.text + "\n")
+    _run([sys.executable, "snippet.py"], where, {"PYTHONPATH": str(REPO / "src")}, f"{block.file}:{block.line}",
+         start_only)
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=[f"{b.file}:{b.line}" for b in PYTHON])
-def test_python_blocks_run(block, tmp_path):
-    reason = skip_reason(block.file, block.text) or skip_reason(block.file, block.text, block=True)
-    if reason:
-        pytest.skip(reason)
-    script = tmp_path / "snippet.py"
-    script.write_text(block.text + "\n")
-    _run([sys.executable, str(script)], tmp_path, {"PYTHONPATH": str(REPO / "src")}, f"{block.file}:{block.line}")
+def test_python_blocks_run(block, clone):
+    if skip_reason(block.file, block.text):
+        pytest.skip(skip_reason(block.file, block.text))
+    _python(block, clone)
 
 
 def test_the_readme_has_a_python_snippet_and_commands():
@@ -297,8 +363,8 @@ def test_the_readme_has_a_python_snippet_and_commands():
 
 
 def test_every_skip_entry_still_matches():
-    texts = ([(c.file, c.text) for c in ALL_COMMANDS] + [(b.file, b.text) for b in PYTHON + BASH]
-             + [(c.file, " ".join(argv)) for c in ALL_COMMANDS for argv in _simple(c.text)])
+    texts = ([(c.file, c.text) for c in ALL_COMMANDS + README_INLINE] + [(b.file, b.text) for b in PYTHON + BASH]
+             + [(c.file, " ".join(argv)) for c in ALL_COMMANDS + README_INLINE for argv in _simple(c.text)])
     stale = [s for s in SKIP if not s.ahead and not any(f == s.file and re.search(s.pattern, t, re.M)
                                                         for f, t in texts)]
     assert not stale, f"SKIP entries that match nothing (remove them): {stale}"
