@@ -119,6 +119,19 @@ class Command:
     text: str  # the logical line as written (continuations joined, comment removed)
 
 
+def _without_comment(line: str) -> str:
+    """The line up to its shell comment (a # after whitespace, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].strip()
+    return line.strip()
+
+
 def commands(block: Block) -> list[Command]:
     """The logical lines of a bash block: backslash continuations joined, comments and blank lines dropped."""
     out, pending, first = [], "", None
@@ -127,14 +140,9 @@ def commands(block: Block) -> list[Command]:
         if raw.rstrip().endswith("\\"):
             pending += raw.rstrip()[:-1] + " "
             continue
-        lexer = shlex.shlex(pending + raw, posix=True, punctuation_chars=";&|")
-        lexer.whitespace_split, lexer.commenters = True, "#"
-        with contextlib.suppress(ValueError):  # unbalanced quotes: keep the line as written, the runner fails it
-            if not list(lexer):
-                pending, first = "", None
-                continue
-        text = re.sub(r"\s+#[^'\"]*$", "", (pending + raw).strip())
-        out.append(Command(block.file, first, text))
+        text = _without_comment(pending + raw)
+        if text:
+            out.append(Command(block.file, first, text))
         pending, first = "", None
     return out
 
