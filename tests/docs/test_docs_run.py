@@ -321,14 +321,9 @@ def run_command(cmd: Command, cwd: Path, variables: dict, monkeypatch, start_onl
 
 
 # -- the tests ------------------------------------------------------------------------------------------------------
-def _blocks_of_commands():
-    """One case per bash block (its variables carry from line to line)."""
-    for b in BASH:
-        yield pytest.param(b, id=f"{b.file}:{b.line}")
-
-
-@pytest.mark.parametrize("block", list(_blocks_of_commands()))
+@pytest.mark.parametrize("block", BASH, ids=[f"{b.file}:{b.line}" for b in BASH])
 def test_shell_commands_run_dry(block, clone, monkeypatch):
+    """One case per bash block: its variables carry from line to line."""
     if skip_reason(block.file, block.text, block=True):
         pytest.skip(skip_reason(block.file, block.text, block=True))
     variables, ran = {}, 0
