@@ -261,3 +261,13 @@ def test_task_ids_are_checked_once_per_call_for_all_routers():
     assert n_routers > 1 and calls == [-1, 0]  # the range check and the unknown mask, once each
     with pytest.raises(ConfigError, match="task_ids must be in"):
         model(**{**x, **routing(), "task_ids": torch.full_like(ids, 99)})
+
+
+def test_labels_need_not_be_contiguous():
+    # the README snippet passes labels=ids[:, :4]; transformers' T5 loss calls labels.view(-1) on them
+    model = adapted("t5", "orchmoe")
+    ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids[:, :4]
+    assert not labels.is_contiguous()
+    x = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    torch.testing.assert_close(model(**x, labels=labels).loss, model(**x, labels=labels.contiguous()).loss)

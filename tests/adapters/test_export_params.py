@@ -120,3 +120,14 @@ def test_params_cli_prints_the_counts(capsys, tmp_path):
     assert rows["orchmoe"][1] == f"{orch['trainable']:,}"
     assert main(["params", "--architecture", "no-such-model", "--method", "lora"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_params_default_targets_fit_every_shipped_architecture(capsys):
+    # README: `orchmoe params --architecture glm-10b --method orchmoe` (GLM fuses q, k, v in query_key_value)
+    from orchmoe.cli import main
+    from orchmoe.models.architectures import names
+
+    for name in names():
+        assert main(["params", "--architecture", name, "--method", "lora"]) == 0, capsys.readouterr().err
+        row = capsys.readouterr().out.splitlines()[1].split()
+        assert row[1:3] == [name, "lora"] and int(row[3].replace(",", "")) > 0

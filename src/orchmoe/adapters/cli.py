@@ -12,7 +12,9 @@ def register(sub) -> None:
     p.add_argument("--method", action="append",
                    help="an AdapterConfig as JSON, or a bare method name with the paper's settings; repeatable "
                         "(needed with --architecture / --model-config)")
-    p.add_argument("--target-modules", nargs="+", help="default: q k v (T5) or q_proj k_proj v_proj")
+    p.add_argument("--target-modules", nargs="+",
+                   help="default: the layout's q, k, v (T5: q k v; GLM: query_key_value:q,k,v; Baichuan: "
+                        "W_pack:q,k,v; otherwise q_proj k_proj v_proj)")
     p.add_argument("--n-tasks", type=int, default=100)
     p.add_argument("--data-root", default="data/processed",
                    help="with --config: sampled suites (<root>/<experiment>/<suite>/manifest.json) give T for "
@@ -30,6 +32,17 @@ def _methods(args) -> None:
         needs = [k for k in ("task_ids", "domain_ids") if getattr(s, k)]
         print(f"{s.name:<10} {s.label:<10} {s.router.__module__}.{s.router.__name__}  paper={s.paper}"
               + (f"  options={s.options}" if s.options else "") + (f"  needs {', '.join(needs)}" if needs else ""))
+
+
+# q, k and v in layouts that fuse them: three LoRAs on the fused linear's slices, as the papers adapt them.
+FUSED_QKV = {"orchmoe_glm": ["query_key_value:q,k,v"], "orchmoe_baichuan": ["W_pack:q,k,v"]}
+
+
+def default_targets(config) -> list[str]:
+    """The q, k, v projections of a model config's layout (the default `--target-modules`)."""
+    if config.model_type in FUSED_QKV:
+        return FUSED_QKV[config.model_type]
+    return ["q", "k", "v"] if config.is_encoder_decoder else ["q_proj", "k_proj", "v_proj"]
 
 
 def _fmt(value, spec=","):
@@ -84,8 +97,7 @@ def _params(args) -> None:
             from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(args.model_config)
-        targets = args.target_modules or (["q", "k", "v"] if config.is_encoder_decoder
-                                          else ["q_proj", "k_proj", "v_proj"])
+        targets = args.target_modules or default_targets(config)
         rows = []
         for spec in args.method:
             cfg = json.loads(spec) if spec.lstrip().startswith("{") else {"method": spec, **settings().get(spec, {})}

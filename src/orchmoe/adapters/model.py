@@ -159,6 +159,9 @@ class MultiAdapterModel(nn.Module):
 
     def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
         mask = self._prompt_mask(prompt_mask, inputs.get("attention_mask"), inputs.get("labels"))
+        if isinstance(inputs.get("labels"), torch.Tensor):
+            # transformers' T5 loss calls labels.view(-1), which fails on a slice such as ids[:, :4]
+            inputs["labels"] = inputs["labels"].contiguous()
         with self.routing(task_ids, domain_ids, mask):
             return self.base_model(**inputs)
 
