@@ -36,7 +36,7 @@ def test_tiny_spec_and_local_dir_give_the_same_model(tmp_path):
     ({"source": "tiny", "arch": "bert"}, "arch='bert'"),
     ({"source": "tiny", "arch": "t5", "d_modle": 8}, "d_modle"),
     ({"source": "gguf"}, "needs 'path'"),
-    ("./no/such/dir", "no such folder"),
+    ("./no/such/dir", "base folder not found: ./no/such/dir"),
     ("missing.gguf", "GGUF file not found"),
 ])
 def test_bad_specs_name_the_problem(spec, match):
