@@ -10,10 +10,15 @@ def _rel(p):
     return os.path.relpath(p) if os.path.isabs(p) else p
 
 
+_RAW_CONFIG = []  # read once per Snakefile evaluation
+
+
 def _raw_config():
     """The config file as written: DVC reads its params from the file (schema defaults are filled only in `config`)."""
-    with open(CONFIG_FILE) as f:
-        return _yaml.safe_load(f) or {}
+    if not _RAW_CONFIG:
+        with open(CONFIG_FILE) as f:
+            _RAW_CONFIG.append(_yaml.safe_load(f) or {})
+    return _RAW_CONFIG[0]
 
 
 def _present(keys):
@@ -114,9 +119,16 @@ def dvc_stages():
         "deps": common + ["workflow/rules/train.smk"] + code_deps("train") + suite_out + model_outs,
         "params": [{CONFIG_FILE: ["seeds", "methods", "train"] + base_keys("train")}],
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}, "train_all")
+    # the checkpoints some evaluation reads (not the per-domain runs the demo does not evaluate on their own)
+    # and the data folders the evaluations read
+    evals = set(EVALS)
+    evaluated = [(s, b, r, seed) for (s, b, r) in RUNS for seed in SEEDS
+                 if any(eval_dir(s, b, r, seed, sp) in evals for sp in ("eval", "unseen", "fewshot"))]
+    eval_data = sorted({suite_dir(s) for s, b, sp in FLOORS} | {run_data(RUNS[k[:3]]) for k in evaluated})
+    evaluated = [ckpt(*k) for k in evaluated]
     stages["evaluate"] = with_cmd({
         "deps": common + ["workflow/rules/evaluate.smk"] + code_deps("evaluate", *(["adapt"] if FEWSHOT else []))
-        + suite_out + model_outs + CHECKPOINTS,  # per-domain runs are evaluated on their domain's folder
+        + eval_data + model_outs + evaluated,  # per-domain runs are evaluated on their domain's folder
         "params": [{CONFIG_FILE: ["evaluate"] + _present(["adapt"] if FEWSHOT else []) + base_keys("evaluate")}],
         "outs": [{e: {"persist": True}} for e in EVALS]}, "evaluate_all")
     summary = f"{TABLE_DIR}/summary.json"
