@@ -133,7 +133,7 @@ def undo(repo) -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "jobs", "stages"), [
-    ("suites.builtin.n_train", 30, {"sample_suite", "domain_suite"} | AFTER_TRAIN, {"data"}),
+    ("suites.builtin.n_train", 30, {"sample_suite"} | AFTER_TRAIN, {"data"}),
     (f"bases.{TINY}.tiny.seed", 1, AFTER_TRAIN, {"train", "evaluate"}),
     ("evaluate.batch_size", 7, {"evaluate", "tables", "figures"}, {"evaluate"}),
 ])
