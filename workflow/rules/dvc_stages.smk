@@ -115,8 +115,12 @@ def dvc_stages():
             "params": [{CONFIG_FILE: base_keys("models") + _present(["builtin.seed"] if pretrained else [])
                         + (["smollm2_wheel"] if "smollm2_wheel" in config else [])}],
             "outs": [{o: {"persist": True}} for o in model_outs]}, "models_all")
+    # what train jobs read besides data and bases (train_inputs): PEFT LoRA folders given by path, the oracle's
+    # skill map
+    train_extra = sorted({_rel(d) for r in RUNS.values() for d in r.get("init_dirs", [])})
+    train_extra += [f"{raw_builtin()}/skills.json"] if any(r["oracle"] for r in RUNS.values()) else []
     stages["train"] = with_cmd({
-        "deps": common + ["workflow/rules/train.smk"] + code_deps("train") + suite_out + model_outs,
+        "deps": common + ["workflow/rules/train.smk"] + code_deps("train") + suite_out + model_outs + train_extra,
         "params": [{CONFIG_FILE: ["seeds", "methods", "train"] + base_keys("train")}],
         "outs": [{c: {"persist": True}} for c in CHECKPOINTS]}, "train_all")
     # the checkpoints some evaluation reads (not the per-domain runs the demo does not evaluate on their own)
