@@ -129,7 +129,8 @@ def edit_config(repo, path: str, value) -> None:
 
 
 def undo(repo) -> None:
-    run(["git", "checkout", "--", "."], repo, "staleness: git checkout (undo the edit)")
+    """Restore the committed config (only it: the trainer edit reproduced above stays, as dvc.lock has it)."""
+    run(["git", "checkout", "--", CONFIG], repo, "staleness: git checkout (undo the config edit)")
 
 
 @pytest.mark.parametrize(("key", "value", "jobs", "stages"), [
@@ -148,7 +149,8 @@ def test_a_stale_dvc_yaml_stops_dvc_in_one_line(repo):
     """dvc.yaml's code deps lag the import graph once the trainer imports a module it did not: the train stage
     stops before any job, naming the command that regenerates dvc.yaml."""
     trainer = repo / "src/orchmoe/training/trainer.py"
-    trainer.write_text(trainer.read_text() + "\nimport orchmoe.serving  # staleness test: a new import\n")
+    source = trainer.read_text()
+    trainer.write_text(source + "\nimport orchmoe.serving  # staleness test: a new import\n")
     assert changed_stages(repo) == {"train"}
     proc = run(["dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro (stale dvc.yaml)", check=False)
     assert proc.returncode != 0
@@ -157,19 +159,7 @@ def test_a_stale_dvc_yaml_stops_dvc_in_one_line(repo):
     assert lines == [f"dvc.yaml is out of date for {CONFIG} (stage train): run `snakemake dvc_yaml --cores 1 "
                      f"--forcerun dvc_yaml --configfile {CONFIG}`, then rerun dvc"], out[-3000:]
     assert "Job stats" not in out  # stopped before planning any job
-    undo(repo)
-
-
-def test_tiny_base_seed_reproduced_retrains(repo):
-    """A tiny base is built inside each job from its spec: its seed is a param of the train stage, and the rerun
-    trains on the new base."""
-    run_json = repo / f"results/checkpoints/stale/builtin/{TINY}/lora/seed0/run.json"
-    assert tiny_seeds(json.loads(run_json.read_text())) == {0}
-    edit_config(repo, f"bases.{TINY}.tiny.seed", 1)
-    run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro train (seed)")
-    assert tiny_seeds(json.loads(run_json.read_text())) == {1}
-    undo(repo)  # and rebuild the old checkpoint (deterministic: the md5 in dvc.lock again)
-    run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro train (undo)")
+    trainer.write_text(source)
     assert changed_stages(repo) == set()
 
 
@@ -188,13 +178,21 @@ def tiny_seeds(node) -> set:
     return set()
 
 
-def test_sampling_value_reproduced_changes_the_data(repo):
-    """Before issue 20, `dvc repro` reran the data stage and Snakemake then sampled nothing (n_train reached the job
-    only through an unrecorded param): dvc.lock recorded the new n_train beside the old manifest. The last test of
-    the module: it leaves the repository edited."""
+def test_reruns_reflect_the_new_values(repo):
+    """`dvc repro` of a config edit changes the outputs. Before issue 20 the data stage ran and Snakemake sampled
+    nothing (n_train reached the job only through an unrecorded param), and a tiny base's seed was no DVC param:
+    dvc.lock vouched for outputs of the old values. The last test of the module: it leaves the repository edited
+    (restoring would cost two more reruns)."""
+    run_json = repo / f"results/checkpoints/stale/builtin/{TINY}/lora/seed0/run.json"
+    assert tiny_seeds(json.loads(run_json.read_text())) == {0}
+    edit_config(repo, f"bases.{TINY}.tiny.seed", 1)
+    run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro train (seed)")
+    assert tiny_seeds(json.loads(run_json.read_text())) == {1}  # retrained on the new base
+    assert "train" not in changed_stages(repo)
+
     manifest = repo / "data/processed/stale/builtin/manifest.json"
     assert json.loads(manifest.read_text())["params"]["n_train"] == 40
     edit_config(repo, "suites.builtin.n_train", 30)
     run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "data"], repo, "staleness: dvc repro data (n_train)")
-    assert json.loads(manifest.read_text())["params"]["n_train"] == 30
-    assert "data" not in changed_stages(repo)  # dvc.lock vouches for the new manifest
+    assert json.loads(manifest.read_text())["params"]["n_train"] == 30  # resampled
+    assert "data" not in changed_stages(repo)
