@@ -11,8 +11,10 @@ per key would take an hour):
 - DVC: dvc.yaml is generated for both (`dvc_stages()`, what `snakemake dvc_yaml` writes); a stage is stale when it
   is new, its cmd changed (it carries the md5 of its deps and outs lists), or one of its `params` keys has another
   value in the file (DVC reads the file as written).
-A job belongs to the stage whose outs hold its outputs. tests/integration/test_staleness.py runs the real tools
-for a few keys and checks the outputs after a rerun.
+A job belongs to the stage whose outs hold its outputs. The phases must be equal, except that DVC also reruns a
+phase that only lost jobs (Snakemake then runs nothing there): never does one tool find stale what the other calls
+up to date. tests/integration/test_staleness.py runs the real tools for a few keys and checks the outputs after a
+rerun.
 """
 from __future__ import annotations
 
