@@ -12,8 +12,7 @@ per key would take an hour):
   is new, its cmd changed (it carries the md5 of its deps and outs lists), or one of its `params` keys has another
   value in the file (DVC reads the file as written).
 A job belongs to the stage whose outs hold its outputs. The phases must be equal, except that DVC also reruns a
-phase that only lost jobs (Snakemake then runs nothing there): never does one tool find stale what the other calls
-up to date. tests/integration/test_staleness.py runs the real tools for a few keys and checks the outputs after a
+phase that only lost jobs (a wasted Snakemake call that runs nothing there), never the other way round. tests/integration/test_staleness.py runs the real tools for a few keys and checks the outputs after a
 rerun.
 """
 from __future__ import annotations
