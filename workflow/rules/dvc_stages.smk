@@ -147,9 +147,13 @@ def dvc_stages():
         **({"params": [{CONFIG_FILE: tables_params}]} if tables_params else {}),
         "outs": [t for t in TABLES if t != summary] + PAPER_TABLES + ([PARAMS_CSV] if PARAMS_CSV else []),
         "metrics": [summary]}, "tables_all")
+    # what the figure rules read besides results: the clustered suite (and its skill map), the paper figures' suites
+    figure_suites = {figure_suite()} | {f["suite"] for f in REPORT.get("figures", {}).values() if "suite" in f}
+    figure_data = sorted(suite_dir(s) for s in figure_suites)
+    figure_data += [f"{raw_builtin()}/skills.json"] if SUITES[figure_suite()]["source"] == "builtin" else []
     stages["figures"] = with_cmd({
         "deps": ["workflow/rules/report.smk"] + code_deps("figures", *(["paper_figures"] if REPORT else []))
-        + data_outs + CHECKPOINTS + EVALS,
+        + figure_data + CHECKPOINTS + EVALS,
         **({"params": [{CONFIG_FILE: figures_params}]} if figures_params else {}),
         "outs": FIGURES + PAPER_FIGURES}, "figures_all")
     plots = [f"{FIGURE_DIR}/{f}.png" for f in FIGURE_NAMES]
