@@ -20,8 +20,14 @@ PACKAGE = "orchmoe"
 DISCOVERED = ("orchmoe.adapters.methods",)
 
 
-@functools.lru_cache(maxsize=None)
 def _parse(path: Path) -> ast.Module:
+    return _parse_version(path, _version(path))
+
+
+# Caches are keyed by the file's version (mtime, size): one process that plans several configs (the staleness test,
+# the Snakemake API) parses each file once, and an edited file again.
+@functools.lru_cache(maxsize=None)
+def _parse_version(path: Path, version: tuple[int, int]) -> ast.Module:
     return ast.parse(path.read_bytes(), filename=str(path))
 
 
@@ -57,6 +63,11 @@ def _imported(nodes, module: str, is_pkg: bool, src: Path) -> set[str]:
     return {m for m in found if (m == PACKAGE or m.startswith(PACKAGE + ".")) and _file(m, src)}
 
 
+@functools.lru_cache(maxsize=None)
+def _module_imports(module: str, path: Path, version: tuple[int, int], src: Path) -> frozenset[str]:
+    return frozenset(_imported(_parse(path).body, module, path.name == "__init__.py", src))
+
+
 def _closure(modules: set[str], src: Path) -> set[Path]:
     """Files of `modules`, their parent packages and everything they import, transitively."""
     seen: set[str] = set()
@@ -69,8 +80,7 @@ def _closure(modules: set[str], src: Path) -> set[Path]:
         parts = m.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # importing a.b.c runs a and a.b
         path = _file(m, src)
-        tree = _parse(path)
-        todo.extend(_imported(tree.body, m, path.name == "__init__.py", src) - seen)
+        todo.extend(_module_imports(m, path, _version(path), src) - seen)
         if m in DISCOVERED:
             todo.extend(f"{m}.{p.stem}" for p in sorted(path.parent.glob("*.py")) if p.stem != "__init__")
     return {_file(m, src) for m in seen}
@@ -78,37 +88,46 @@ def _closure(modules: set[str], src: Path) -> set[Path]:
 
 def _areas(src: Path) -> list[str]:
     """The command areas `orchmoe/cli.py` registers (its AREAS tuple)."""
-    tree = ast.parse((src / PACKAGE / "cli.py").read_bytes())
-    for node in tree.body:
+    for node in _parse(src / PACKAGE / "cli.py").body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "AREAS" for t in node.targets):
             return list(ast.literal_eval(node.value))
     raise ValueError(f"{src / PACKAGE / 'cli.py'}: no AREAS tuple")
 
 
-def _handler(command: str, src: Path) -> tuple[str, ast.Module, str]:
-    """(area module, its AST, handler function name) for `orchmoe <command>`: `sub.add_parser("<command>")`
-    followed by `.set_defaults(func=<handler>)` in the area's register()."""
+def _version(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=None)
+def _handlers(path: Path, version: tuple[int, int]) -> dict[str, str]:
+    """command -> handler function name in one area module: `sub.add_parser("<command>")` followed by
+    `.set_defaults(func=<handler>)` in its register()."""
+    handlers, current = {}, None
+    calls = [n for n in ast.walk(_parse(path)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):  # source order, not walk order
+        if n.func.attr == "add_parser" and n.args and isinstance(n.args[0], ast.Constant):
+            current = n.args[0].value
+        elif n.func.attr == "set_defaults" and current is not None:
+            for kw in n.keywords:
+                if kw.arg == "func" and isinstance(kw.value, ast.Name):
+                    handlers.setdefault(current, kw.value.id)
+    return handlers
+
+
+def _handler(command: str, src: Path) -> tuple[str, Path, str]:
+    """(area module, its file, handler function name) for `orchmoe <command>`."""
     for area in _areas(src):
         path = _file(area, src)
-        if path is None:
-            continue
-        tree = _parse(path)
-        current = None
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
-        for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):  # source order, not walk order
-            if n.func.attr == "add_parser" and n.args and isinstance(n.args[0], ast.Constant):
-                current = n.args[0].value
-            elif n.func.attr == "set_defaults" and current == command:
-                for kw in n.keywords:
-                    if kw.arg == "func" and isinstance(kw.value, ast.Name):
-                        return area, tree, kw.value.id
+        if path is not None and command in _handlers(path, _version(path)):
+            return area, path, _handlers(path, _version(path))[command]
     raise ValueError(f"no `orchmoe {command}` command in {', '.join(_areas(src))}")
 
 
-def command_files(command: str, src: Path = SRC) -> list[Path]:
-    """Source files `orchmoe <command>` runs: the entry point, the area module's top level, the handler and the
-    module-level functions it calls (only those: an area's other commands import other code lazily)."""
-    area, tree, handler = _handler(command, src)
+@functools.lru_cache(maxsize=None)
+def _handler_imports(area: str, path: Path, version: tuple[int, int], handler: str, src: Path) -> frozenset[str]:
+    """`orchmoe` modules the area module's top level, the handler and the module-level functions it calls import."""
+    tree = _parse(path)
     functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     used, todo = set(), [handler]
     while todo:  # the handler and the same-module functions it references, transitively
@@ -118,9 +137,16 @@ def command_files(command: str, src: Path = SRC) -> list[Path]:
         used.add(name)
         todo.extend(n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name) and n.id in functions)
     top = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-    modules = _imported(top + [functions[f] for f in used], area, False, src) - {area}
+    return frozenset(_imported(top + [functions[f] for f in used], area, False, src) - {area})
+
+
+def command_files(command: str, src: Path = SRC) -> list[Path]:
+    """Source files `orchmoe <command>` runs: the entry point, the area module's top level, the handler and the
+    module-level functions it calls (only those: an area's other commands import other code lazily)."""
+    area, path, handler = _handler(command, src)
+    modules = set(_handler_imports(area, path, _version(path), handler, src))
     parents = {".".join(area.split(".")[:i]) for i in range(1, area.count(".") + 1)}
-    return sorted(_closure(modules | parents | {f"{PACKAGE}.cli"}, src) | {_file(area, src)})
+    return sorted(_closure(modules | parents | {f"{PACKAGE}.cli"}, src) | {path})
 
 
 def script_files(script: Path, src: Path = SRC) -> list[Path]:

@@ -2,7 +2,10 @@
 config, an edit to the trainer, to a base's target_modules or to the metrics code makes both tools plan exactly the
 same phases: `snakemake --dry-run` the jobs, `dvc status` the stages. The trainer edit is then reproduced for real:
 `dvc repro` runs train and what follows, and afterwards Snakemake plans nothing (its params-change trigger saw the
-same code fingerprint DVC hashed)."""
+same code fingerprint DVC hashed). Config keys (issue 20; every key is checked without running the tools by
+tests/workflow/test_config_staleness.py): a sampling value, a tiny base's seed and the evaluation batch size mark
+the same phases in both tools, and the first two, reproduced by `dvc repro` of their stage, change the outputs.
+A dvc.yaml that lags the Snakefile stops `dvc repro` in one line."""
 from __future__ import annotations
 
 import json
@@ -16,6 +19,7 @@ from .conftest import CI_CONFIG, copy_checkout, run
 pytestmark = pytest.mark.integration
 
 CONFIG = "config/stale.yaml"
+TINY = "tiny-rand"
 DATA_RULES = {"builtin_suite", "sample_suite", "sample_primitives", "domain_suite"}
 AFTER_TRAIN = {"train", "evaluate", "tables", "figures"}
 
@@ -25,7 +29,11 @@ def small_config(repo) -> None:
     cfg = yaml.safe_load((repo / CI_CONFIG).read_text())
     cfg["experiment"] = "stale"
     cfg["bases"]["tiny-t5"]["pretrain"]["steps"] = 10
-    cfg["methods"] = {"lora": {"method": "lora", "rank": 2}, "orchmoe": {"method": "orchmoe", "rank": 2, "n_skills": 2}}
+    # a random-init twin (source: tiny), built from its spec inside each train / evaluate job, for lora only
+    cfg["bases"][TINY] = {"source": "tiny", "arch": "t5", "target_modules": ["q", "v"],
+                          "tiny": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "seed": 0}}
+    cfg["methods"] = {"lora": {"method": "lora", "rank": 2},
+                      "orchmoe": {"method": "orchmoe", "rank": 2, "n_skills": 2, "bases": ["tiny-t5"]}}
     cfg["train"].update(max_steps=2, save_every=2, log_every=1)
     (repo / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -109,3 +117,82 @@ def test_trainer_edit_reruns_train_and_after_then_both_agree(repo):
     # Snakemake recorded the fingerprint DVC hashed: neither tool sees anything stale afterwards
     assert planned(repo) == set()
     assert changed_stages(repo) == set()
+
+
+def edit_config(repo, path: str, value) -> None:
+    cfg = yaml.safe_load((repo / CONFIG).read_text())
+    node = cfg
+    for key in path.split(".")[:-1]:
+        node = node[key]
+    node[path.split(".")[-1]] = value
+    (repo / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def undo(repo) -> None:
+    """Restore the committed config (only it: the trainer edit reproduced above stays, as dvc.lock has it)."""
+    run(["git", "checkout", "--", CONFIG], repo, "staleness: git checkout (undo the config edit)")
+
+
+@pytest.mark.parametrize(("key", "value", "jobs", "stages"), [
+    ("suites.builtin.n_train", 30, {"sample_suite"} | AFTER_TRAIN, {"data"}),
+    (f"bases.{TINY}.tiny.seed", 1, AFTER_TRAIN, {"train", "evaluate"}),
+    ("evaluate.batch_size", 7, {"evaluate", "tables", "figures"}, {"evaluate"}),
+])
+def test_config_key_marks_the_same_phases_in_both_tools(repo, key, value, jobs, stages):
+    edit_config(repo, key, value)
+    assert planned(repo) == jobs
+    assert changed_stages(repo) == stages
+    undo(repo)
+
+
+def test_a_stale_dvc_yaml_stops_dvc_in_one_line(repo):
+    """dvc.yaml's code deps lag the import graph once the trainer imports a module it did not: the train stage
+    stops before any job, naming the command that regenerates dvc.yaml."""
+    trainer = repo / "src/orchmoe/training/trainer.py"
+    source = trainer.read_text()
+    trainer.write_text(source + "\nimport orchmoe.serving  # staleness test: a new import\n")
+    assert changed_stages(repo) == {"train"}
+    proc = run(["dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro (stale dvc.yaml)", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    lines = [line for line in out.splitlines() if "dvc.yaml is out of date" in line]
+    assert lines == [f"dvc.yaml is out of date for {CONFIG} (stage train): run `snakemake dvc_yaml --cores 1 "
+                     f"--forcerun dvc_yaml --configfile {CONFIG}`, then rerun dvc"], out[-3000:]
+    assert "Job stats" not in out  # stopped before planning any job
+    trainer.write_text(source)
+    assert changed_stages(repo) == set()
+
+
+def tiny_seeds(node) -> set:
+    """The seeds of the tiny base specs recorded anywhere in a run.json (as a dict or as the JSON --base string)."""
+    if isinstance(node, str) and node.startswith("{"):
+        try:
+            node = json.loads(node)
+        except ValueError:
+            return set()
+    if isinstance(node, dict):
+        own = {node.get("seed", 0)} if node.get("source") == "tiny" else set()
+        return own.union(*(tiny_seeds(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(tiny_seeds(v) for v in node))
+    return set()
+
+
+def test_reruns_reflect_the_new_values(repo):
+    """`dvc repro` of a config edit changes the outputs. Before issue 20 the data stage ran and Snakemake sampled
+    nothing (n_train reached the job only through an unrecorded param), and a tiny base's seed was no DVC param:
+    dvc.lock vouched for outputs of the old values. The last test of the module: it leaves the repository edited
+    (restoring would cost two more reruns)."""
+    run_json = repo / f"results/checkpoints/stale/builtin/{TINY}/lora/seed0/run.json"
+    assert tiny_seeds(json.loads(run_json.read_text())) == {0}
+    edit_config(repo, f"bases.{TINY}.tiny.seed", 1)
+    run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "train"], repo, "staleness: dvc repro train (seed)")
+    assert tiny_seeds(json.loads(run_json.read_text())) == {1}  # retrained on the new base
+    assert "train" not in changed_stages(repo)
+
+    manifest = repo / "data/processed/stale/builtin/manifest.json"
+    assert json.loads(manifest.read_text())["params"]["n_train"] == 40
+    edit_config(repo, "suites.builtin.n_train", 30)
+    run(["orchmoe", "warm", "--", "dvc", "repro", "--single-item", "data"], repo, "staleness: dvc repro data (n_train)")
+    assert json.loads(manifest.read_text())["params"]["n_train"] == 30  # resampled
+    assert "data" not in changed_stages(repo)

@@ -25,8 +25,8 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(*args, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+def snakemake(*args, cwd, timeout=600, check=True, env=None) -> subprocess.CompletedProcess:
+    env = {**(env or os.environ), "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:

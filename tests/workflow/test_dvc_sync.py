@@ -2,6 +2,8 @@
 output of every phase target lies under one of that DVC stage's outs."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -54,3 +56,20 @@ def test_default_local_remote():
     cfg = (REPO / ".dvc/config").read_text()
     assert "remote = local" in cfg and "url = ../dvc-remote" in cfg
     assert "/dvc-remote/" in (REPO / ".gitignore").read_text()
+
+
+def test_a_dvc_stage_stops_in_one_line_when_dvc_yaml_lags_the_import_graph(tmp_path):
+    """DVC sets DVC_STAGE for a stage's command: Snakemake then checks dvc.yaml first. The trainer importing a
+    module it did not import before changes the train stage's code deps: the stage stops before any job."""
+    wf = copy_workflow(tmp_path)
+    stage = {**os.environ, "DVC_STAGE": "train"}
+    assert snakemake("--cores", "1", "-n", "train_all", cwd=wf, env=stage).returncode == 0
+    trainer = wf / "src/orchmoe/training/trainer.py"
+    trainer.write_text(trainer.read_text() + "\nimport orchmoe.serving  # a new import\n")
+    proc = snakemake("--cores", "1", "-n", "train_all", cwd=wf, env=stage, check=False)
+    assert proc.returncode == 2
+    assert (proc.stdout + proc.stderr).strip().splitlines() == [
+        "dvc.yaml is out of date for config/demo.yaml (stage train): run `snakemake dvc_yaml --cores 1 --forcerun "
+        "dvc_yaml --configfile config/demo.yaml`, then rerun dvc"]
+    # outside DVC, Snakemake plans as always (the new import is in the train jobs' code fingerprint)
+    assert "train" in snakemake("--cores", "1", "-n", "train_all", cwd=wf).stdout

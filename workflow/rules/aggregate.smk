@@ -33,6 +33,7 @@ rule params_table:
     output:
         PARAMS_CSV or "NO_REPORT",
     params:
+        read=recorded({**{k: config[k] for k in ("experiment", "suites", "methods")}, "bases": PARAMS_BASES}),
         code=code("params"),
     threads: 1
     resources:

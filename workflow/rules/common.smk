@@ -204,7 +204,11 @@ check_inputs()
 # Code lineage: every rule's `code` param is the md5 of the source files its command runs (found from the import
 # graph by src/orchmoe/lineage.py, loaded by path from this checkout: the code DVC hashes). Snakemake's params
 # trigger reruns a job when it changes; dvc.smk lists the same files as the stage's deps, so the two tools agree.
-lineage = _package_module("lineage")
+# A process that plans several configs (the staleness test) keeps one lineage module, so its parse caches (keyed by
+# file version) serve every plan.
+_loaded_lineage = sys.modules.get("_orchmoe_lineage")
+lineage = (_loaded_lineage if getattr(_loaded_lineage, "__file__", None) == str(REPO_DIR / "src/orchmoe/lineage.py")
+           else _package_module("lineage"))
 CODE_FILES = {}  # fingerprint -> the files behind it (relative to the repository), for dvc.smk
 
 
@@ -351,6 +355,16 @@ DATA_TARGETS = sorted(set(DATA_TARGETS))
 def as_json(obj):
     """A config object as one JSON argument of the CLI (the shell line quotes it)."""
     return json.dumps(obj, sort_keys=True)
+
+
+def recorded(obj):
+    """A config value as a param Snakemake records (and so reruns the job when it changes): canonical JSON.
+    A param function that takes `input` or `output` is never recorded, so config values must not travel only there."""
+    return json.dumps(obj, sort_keys=True)
+
+
+# What `orchmoe params --config` reads of each base (everything but job resources).
+PARAMS_BASES = {b: {k: v for k, v in spec.items() if k != "resources"} for b, spec in BASES.items()}
 
 
 def run_of(wildcards):

@@ -36,6 +36,7 @@ rule sample_suite:
         suite="[A-Za-z0-9_]+",
     params:
         flags=sample_flags,
+        settings=lambda w: recorded(SUITES[w.suite]),  # `flags` reads input paths, so Snakemake does not record it
         out=lambda w, output: os.path.dirname(output.manifest),
         command=lambda w, input: ["domains-sample"] if SUITES[w.suite]["source"] == "domains"
         else ["superni-sample", "--tasks-dir", input.tasks],

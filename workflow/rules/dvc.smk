@@ -18,3 +18,7 @@ rule dvc_yaml:
     run:
         write_dvc_yaml(output[0])
         shell("echo wrote {output:q} for {CONFIG_FILE:q} > {log:q}")
+
+
+# Every rule is defined by now (dvc.smk is included last): a DVC stage's Snakemake call checks dvc.yaml first.
+check_dvc_yaml_current()

@@ -20,6 +20,7 @@ rule train:
         oracle=lambda w, input: (["--oracle-skills", input.skills] if "skills" in input.keys() else [])
         + (["--per-task"] if run_of(w).get("per_task") else []),
         work=lambda w: f"work/{EXP}/{w.suite}/{w.base}/{w.run}/seed{w.seed}",
+        spec=lambda w: recorded(run_of(w)),  # `init` and `oracle` read input paths, so Snakemake does not record them
         code=code("train"),
     threads: 1
     resources:
