@@ -254,4 +254,6 @@ def test_every_key_marks_the_same_phases_stale_for_both_tools(planner, name):
     print(f"config/{name}.yaml: {len(checked)} keys checked in {time.monotonic() - start:.1f} s; no valid change of "
           + ", ".join(f"{'.'.join(map(str, p))} ({why.splitlines()[0][:80]})" for p, why in refused))
     assert not disagree, "a config key marks different phases stale for Snakemake and DVC:\n" + "\n".join(disagree)
-    assert len(checked) >= 0.8 * (len(checked) + len(refused)), f"too few keys could be changed: {refused}"
+    # refused: mostly a `method` renamed or a base's `source` switched without the keys it needs (the config
+    # checks stop both tools); the guard catches a mutation scheme that stops producing valid configs
+    assert len(checked) >= 0.7 * (len(checked) + len(refused)), f"too few keys could be changed: {refused}"
