@@ -68,8 +68,10 @@ SKIP = [
     Skip("docs/architecture.md", r"AdapterConfig\.from_dict\(d\)|make_collator\(tokenizer",
          "an API listing with elided arguments (`...`), not a program"),
     Skip("docs/serving.md", r"from_pretrained", "loads the exports of a trained run (`make demo`, then the commands "
-                                                 "above it): tests/serving/test_export_route.py checks the recipe"),
-    Skip("docs/serving.md", r"^(vllm|python -m vllm|curl|pip) ", "a GPU server, its clients, or an install: not in CI",
+                                                 "above it): tests/serving/test_serving_doc.py runs the recipe"),
+    Skip("docs/serving.md", r"vllm serve", "a GPU server (vLLM) over the exports of a trained decoder-only run: "
+                                           "not in CI", block=True),
+    Skip("docs/serving.md", r"^(python -m vllm|curl|pip) ", "a server's clients, or an install: not in CI",
          ahead=True),
 ]
 
