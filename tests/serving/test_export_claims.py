@@ -10,8 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from orchmoe.cli import main
-from orchmoe.data.builtin import write_builtin_suite
-from orchmoe.data.superni import sample_superni
+from ..suites import sampled_builtin_suite
 from orchmoe.io import read_jsonl
 from orchmoe.models.loading import load_base
 from orchmoe.serving.runs import open_run
@@ -24,11 +23,7 @@ peft = pytest.importorskip("peft")
 @pytest.fixture(scope="module")
 def suite2(tmp_path_factory):
     """Two domains (reverse: 4 tasks, sort: 2), so MoA block routers can disagree."""
-    root = tmp_path_factory.mktemp("suite2")
-    meta = write_builtin_suite(root / "raw", n_instances=8, n_primitive_instances=4, max_tasks=6)
-    sample_superni(root / "raw" / "tasks", root / "s", n_tasks="all", n_train=4, n_eval=2, n_unseen=0,
-                   task_domains=meta["domains"])
-    return root / "s"
+    return sampled_builtin_suite(tmp_path_factory.mktemp("suite2"), n_instances=8, max_tasks=6, n_train=4)
 
 
 def _err(capsys) -> str:

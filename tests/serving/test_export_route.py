@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from orchmoe.cli import main
-from orchmoe.data.builtin import write_builtin_suite
-from orchmoe.data.superni import sample_superni
+from ..suites import sampled_builtin_suite
 from orchmoe.io import md5_file, read_jsonl
 from orchmoe.models.loading import load_base
 from orchmoe.serving.runs import open_run
@@ -20,11 +19,7 @@ TRAIN = json.dumps({"lr": 1e-2, "batch_size": 4, "max_steps": 4, "max_source_len
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    root = tmp_path_factory.mktemp("suite")
-    meta = write_builtin_suite(root / "raw", n_instances=12, n_primitive_instances=4, max_tasks=4)
-    sample_superni(root / "raw" / "tasks", root / "s", n_tasks="all", n_train=8, n_eval=2, n_unseen=0,
-                   task_domains=meta["domains"])
-    return root / "s"
+    return sampled_builtin_suite(tmp_path_factory.mktemp("suite"), n_instances=12, max_tasks=4, n_train=8)
 
 
 def _train(tmp_path, suite, arch, method, **adapter):

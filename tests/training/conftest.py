@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from orchmoe.data.builtin import write_builtin_suite
-from orchmoe.data.superni import sample_superni
+from ..suites import sampled_builtin_suite
 
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"]}
 FAST = {"lr": 1e-2, "batch_size": 4, "max_steps": 6, "max_source_length": 96, "max_target_length": 12,
@@ -19,10 +18,6 @@ def tiny_spec(arch: str) -> str:
 
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
-    root = tmp_path_factory.mktemp("suite")
-    meta = write_builtin_suite(root / "raw", n_instances=12, n_primitive_instances=4, max_tasks=4)
-    sample_superni(root / "raw" / "tasks", root / "s", n_tasks="all", n_train=8, n_eval=2, n_unseen=0,
-                   task_domains=meta["domains"])
-    return root / "s"
+    return sampled_builtin_suite(tmp_path_factory.mktemp("suite"), n_instances=12, max_tasks=4, n_train=8)
 
 
