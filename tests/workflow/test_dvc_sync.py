@@ -73,3 +73,14 @@ def test_a_dvc_stage_stops_in_one_line_when_dvc_yaml_lags_the_import_graph(tmp_p
         "dvc_yaml --configfile config/demo.yaml`, then rerun dvc"]
     # outside DVC, Snakemake plans as always (the new import is in the train jobs' code fingerprint)
     assert "train" in snakemake("--cores", "1", "-n", "train_all", cwd=wf).stdout
+
+
+def test_a_method_file_added_later_changes_the_stages_that_run_methods():
+    """Method files are found at run time, so DVC lists their folder: a new file there changes its hash (a list of
+    today's files would not), and the stage reaches its dvc.yaml check."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    folder = "src/orchmoe/adapters/methods"
+    for name in ("train", "evaluate"):
+        deps = dvc["stages"][name]["deps"]
+        assert folder in deps, name
+        assert not [d for d in deps if os.path.dirname(d) == folder], (name, "method files listed one by one")

@@ -46,9 +46,16 @@ def snakemake_cmd(target, stage):
             f" --rerun-triggers params code input software-env  # deps+outs {files}")
 
 
+# Packages whose modules are found at run time (lineage.DISCOVERED: the method files) are folder deps: a method file
+# added there changes the folder's hash, so DVC runs the stage and its dvc.yaml check names the lag (a file list
+# would not notice the new file).
+DISCOVERED_DIRS = [os.path.join("src", *m.split(".")) for m in lineage.DISCOVERED]
+
+
 def code_deps(*rule_names):
     """The source files behind the rules' `code` params (common.smk), so DVC hashes exactly what Snakemake does."""
-    return sorted({f for name in rule_names for f in CODE_FILES[workflow.get_rule(name).params.code]})
+    files = {f for name in rule_names for f in CODE_FILES[workflow.get_rule(name).params.code]}
+    return sorted({next((d for d in DISCOVERED_DIRS if os.path.dirname(f) == d), f) for f in files})
 
 
 def base_keys(phase):
