@@ -19,13 +19,12 @@ from orchmoe.io import read_jsonl, write_json
 
 def run(out_dir, arch: str = "t5", steps: int = 400, seed: int = 0, threads: int = 2, d_model: int = 128, n_layers: int = 2,
         batch_size: int = 32, lr: float = 3e-3, n_instances: int = 136, n_train: int = 120, n_eval: int = 16) -> dict:
-    from orchmoe.metrics.superni import exact_match
-    from orchmoe.models.pretrain import pretrain_tiny
-    from orchmoe.models.tiny import byte_tokenizer
-
     from orchmoe.data.batching import make_collator
     from orchmoe.data.builtin import write_builtin_suite
     from orchmoe.data.superni import sample_superni
+    from orchmoe.metrics.superni import exact_match
+    from orchmoe.models.pretrain import pretrain_tiny
+    from orchmoe.models.tiny import byte_tokenizer
 
     torch.set_num_threads(threads)
     out = Path(out_dir)

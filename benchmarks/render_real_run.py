@@ -2,14 +2,16 @@
 
 Usage: python benchmarks/render_real_run.py benchmarks/real_run.sh
 """
-import csv, json, sys
+import csv
+import json
+import sys
 from pathlib import Path
 
 R = Path("work/engine-real")
 out = []
 script = Path(sys.argv[1]).read_text()
 out.append("Commands (CPU, `OMP_NUM_THREADS=1`, on a 2-core machine shared with other jobs):\n")
-out.append("```bash\n" + "\n".join(l for l in script.splitlines()[4:] if l.strip() and not l.startswith("echo")) + "\n```\n")
+out.append("```bash\n" + "\n".join(line for line in script.splitlines()[4:] if line.strip() and not line.startswith("echo")) + "\n```\n")
 out.append("| method | trainable params | steps | s/step | final loss | EM | ROUGE-1 | ROUGE-L | ROUGE-Lsum | BLEU | perplexity | n eval |")
 out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for m in ("lora", "orchmoe"):
@@ -30,7 +32,7 @@ out.append("")
 for m in ("lora", "orchmoe"):
     ev = R / f"eval-{m}"
     if (ev / "predictions.jsonl").is_file():
-        rows = [json.loads(l) for l in open(ev / "predictions.jsonl")][:3]
+        rows = [json.loads(line) for line in open(ev / "predictions.jsonl")][:3]
         out.append(f"First predictions of `{m}` (generated, verbatim):\n")
         for r in rows:
             out.append(f"- `{r['task']}`: prediction {json.dumps(r['prediction'][:80], ensure_ascii=False)}, "

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from orchmoe import warm
-
 from orchmoe.io import md5_file, md5_of_tree, md5_tree, write_json
 
 PACKAGES = ("orchmoe", "torch", "transformers", "datasets", "rouge-score", "sacrebleu", "safetensors", "snakemake", "dvc")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from orchmoe.adapters import attach_adapters
-from orchmoe.adapters import registry
+from orchmoe.adapters import attach_adapters, registry
 from orchmoe.models.tiny import build_tiny
 
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"], "gpt2": ["c_attn"],

@@ -11,7 +11,7 @@ from orchmoe.adapters.bank import LoRABank
 from orchmoe.errors import ConfigError
 from orchmoe.models.tiny import build_tiny
 
-from .helpers import METHODS, TARGETS, adapted, inputs, method_config, randomise_B, routing
+from .helpers import METHODS, adapted, inputs, randomise_B, routing
 
 ARCHS = ["t5", "llama", "gpt2", "glm", "baichuan"]
 
@@ -232,8 +232,8 @@ def test_gumbel_sigmoid_sample_is_torch_relaxed_bernoulli_bit_for_bit(temperatur
 
     base = torch.linspace(-30, 30, 24, dtype=dtype).view(2, 3, 4)  # +-30: the clamps at both ends are exercised
     samples, grads = [], []
-    for sample in (lambda l: RelaxedBernoulli(torch.tensor(temperature, dtype=dtype), logits=l).rsample(),
-                   lambda l: relaxed_bernoulli_rsample(l, temperature)):
+    for sample in (lambda x: RelaxedBernoulli(torch.tensor(temperature, dtype=dtype), logits=x).rsample(),
+                   lambda x: relaxed_bernoulli_rsample(x, temperature)):
         logits = base.clone().requires_grad_(True)
         torch.manual_seed(7)
         z = sample(logits)

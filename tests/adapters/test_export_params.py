@@ -74,7 +74,7 @@ def _lin(d_in, d_out, r, S):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_parameter_counts_equal_hand_formulas(method):
-    d, L, heads, T = 64, 2, 4, 3  # tiny llama: q, k, v all 64 -> 64, 2 blocks
+    d, L, T = 64, 2, 3  # tiny llama: q, k, v all 64 -> 64, 2 blocks
     cfg = {"method": method, "target_modules": ["q_proj", "k_proj", "v_proj"], "rank": 4, "n_tasks": T}
     S = 1 if method == "lora" else 4
     if method == "mhr":

@@ -6,7 +6,7 @@ import torch
 
 from orchmoe.adapters import registry
 
-from .helpers import TARGETS, adapted, randomise_B
+from .helpers import adapted, randomise_B
 
 # from the registry: every routed method, and those routing once per sequence (block routers, task-id routing)
 ROUTED = [s.name for s in registry.specs() if s.routed]

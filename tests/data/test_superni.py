@@ -42,7 +42,7 @@ def test_sampling_is_deterministic_disjoint_and_leak_free(superni_sample_dir, tm
 def test_short_tasks_follow_the_stated_policy(superni_sample_dir, tmp_path):
     m = sample_superni(superni_sample_dir, tmp_path / "s", n_tasks=4, n_train=1000, n_eval=100, n_unseen=0, seed=0)
     assert len(m["short_tasks"]) == 4
-    for name, info in m["short_tasks"].items():
+    for info in m["short_tasks"].values():
         assert info["train"] + info["eval"] == info["instances"] and info["eval"] >= 1
     assert split_short_task(100, 1000, 100) == (90, 10)
     assert split_short_task(2000, 1000, 100) == (1000, 100)

@@ -236,7 +236,7 @@ def _orchmoe(argv: list[str], cwd: Path, what: str, monkeypatch) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            args = build_parser().parse_args(argv)
+            build_parser().parse_args(argv)
         except SystemExit as e:
             raise AssertionError(f"{what}\n`orchmoe {shlex.join(argv)}` does not parse:\n{err.getvalue()}") from e
     missing = [a for a in argv if a.startswith("config/") and not (cwd / a).is_file()]

@@ -30,7 +30,7 @@ def test_every_job_went_through_sbatch(ci_slurm):
     assert len(submitted) == len(remote), f"{len(remote)} jobs but {len(submitted)} sbatch submissions"
     assert len({job for job, _ in submitted}) == len(submitted)
     # Every job's SLURM log exists (the profile keeps them) and shows it ran under that SLURM job.
-    for job, log in submitted:
+    for _, log in submitted:
         text = open(log).read()
         assert "Finished jobid" in text or "steps (100%) done" in text, log
     # Only the aggregation targets (no command) run on the submitting host.

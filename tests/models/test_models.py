@@ -12,7 +12,6 @@ from orchmoe.cli import main
 from orchmoe.errors import ConfigError
 from orchmoe.models.loading import load_base
 from orchmoe.models.store import SMOLLM2_FILE, fetch_smollm2
-from orchmoe.models.tiny import build_tiny, byte_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 SMOLLM2 = REPO / "models" / "smollm2" / Path(SMOLLM2_FILE).name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +150,7 @@ def moa(tmp_path_factory):
     cfg = yaml.safe_load((REPO / "config/paper-moa.yaml").read_text())
     exp, domains = cfg["experiment"], cfg["suites"]["moa8"]["domains"]
     write_json(root / f"data/processed/{exp}/moa8/manifest.json", {"tasks": domains, "domains": domains})
-    for suite, base, run, adapter, splits in _runs(cfg):
+    for suite, base, run, adapter, _ in _runs(cfg):
         own = run.split("@")[1] if "@" in run else None
         for seed in cfg["seeds"]:
             rows = []

@@ -22,7 +22,7 @@ TRUTH = {"task1_a_x": "a", "task2_a_y": "a", "task3_b_x": "b", "task4_b_y": "b"}
 def _eval(d: Path, score: float, base_dir: Path, ckpt: Path | None, routed: bool, router_acc=None):
     d.mkdir(parents=True)
     rows = []
-    for i, t in enumerate(TASKS):
+    for t in TASKS:
         row = {"task": t, "prediction": "x", "references": ["x"]}
         if routed:  # tasks of the same ground-truth group get similar skill weights
             row["skill_weights"] = [0.9, 0.1] if TRUTH[t] == "a" else [0.1, 0.9]

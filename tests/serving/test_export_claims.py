@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from orchmoe.cli import main
-from ..suites import sampled_builtin_suite
 from orchmoe.io import read_jsonl
 from orchmoe.models.loading import load_base
 from orchmoe.serving.runs import open_run
 
+from ..suites import sampled_builtin_suite
 from .test_export_route import _logits, _peft_logits, _train
 
 peft = pytest.importorskip("peft")

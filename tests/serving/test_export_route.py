@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from orchmoe.cli import main
-from ..suites import sampled_builtin_suite
 from orchmoe.io import md5_file, read_jsonl
 from orchmoe.models.loading import load_base
 from orchmoe.serving.runs import open_run
+
+from ..suites import sampled_builtin_suite
 
 peft = pytest.importorskip("peft")
 TARGETS = {"t5": ["q", "k", "v"], "llama": ["q_proj", "k_proj", "v_proj"]}

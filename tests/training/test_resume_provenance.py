@@ -12,7 +12,7 @@ import torch
 from orchmoe import lineage
 from orchmoe.adapters import attach_adapters
 from orchmoe.cli import main
-from orchmoe.errors import ConfigError, TrainingError
+from orchmoe.errors import TrainingError
 from orchmoe.models.loading import load_base
 from orchmoe.models.tiny import build_tiny, byte_tokenizer
 from orchmoe.training.cli import base_md5, base_spec, resolve_adapter_config

@@ -127,7 +127,10 @@ def get_at(cfg, path):
 def planner(tmp_path_factory):
     """plan(config name, config dict) -> (jobs, dvc stages, raw config) or the reason the workflow refused it."""
     from snakemake.api import SnakemakeApi  # first: snakemake.workflow imports it
-    from snakemake import parser, workflow as sm_workflow
+
+    # isort: split
+    from snakemake import parser
+    from snakemake import workflow as sm_workflow
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     wf = copy_workflow(tmp_path_factory.mktemp("keys"))

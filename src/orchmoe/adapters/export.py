@@ -125,7 +125,7 @@ def skill_layers(model, skill: int) -> dict:
     """One skill of every bank (method lora: skill 0 is the LoRA)."""
     if not 0 <= skill < model.cfg.n_skills:
         raise ConfigError(f"export: skill={skill} is not in [0, {model.cfg.n_skills})")
-    return {n: (l.bank.lora_A[skill], l.bank.lora_B[skill]) for n, l in model.adapted.items()}
+    return {n: (layer.bank.lora_A[skill], layer.bank.lora_B[skill]) for n, layer in model.adapted.items()}
 
 
 @torch.no_grad()

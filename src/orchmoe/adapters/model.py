@@ -14,11 +14,11 @@ from transformers.pytorch_utils import Conv1D
 from orchmoe.errors import ConfigError
 from orchmoe.io import atomic_path, read_json
 
+from . import registry
 from .bank import LoRABank
 from .config import AdapterConfig
 from .fused import FusedAdaptedLinear, SliceAdapter, fused_targets
 from .layer import AdaptedLinear, linear_dims
-from . import registry
 from .routing import RoutingContext, sequence_mask
 
 # A training run's own adapter files. Not PEFT's names: a routed bank with routers is no PEFT adapter, and a folder
@@ -282,7 +282,7 @@ class MultiAdapterModel(nn.Module):
     def routing_report(self) -> dict:
         """Learned task-skill allocations (evaluation-time, rows sum to 1) per router, for the figures."""
         alloc = {}
-        for name, layer in self.adapted.items():
+        for layer in self.adapted.values():
             router = layer._shared_router[0]
             if hasattr(router, "allocation") and router.name not in alloc:
                 alloc[router.name] = router.allocation().cpu().numpy()

@@ -1,8 +1,6 @@
 """Data commands: `orchmoe builtin-suite`, `superni-sample`, `superni-download`, `domains-sample`."""
 from __future__ import annotations
 
-import argparse
-
 
 def _n_tasks(value: str):
     return "all" if value == "all" else int(value)
@@ -63,7 +61,6 @@ def _builtin(args) -> None:
 
 
 def _sample(args) -> None:
-    import json
     from pathlib import Path
 
     from orchmoe.errors import DataError

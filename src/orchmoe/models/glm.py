@@ -18,8 +18,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationMixin, PretrainedConfig,
-                          PreTrainedModel)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    DynamicCache,
+    GenerationMixin,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
@@ -141,7 +147,7 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
     def _glm_forward(self, x, position_ids, attention_mask, labels, cache, past, output_hidden_states):
         """As THUDM's GLMStack: position + block-position embeddings, the mask as given (a 2-D one is a padding
         mask, none is causal), labels not shifted (the layout already puts token i+1 under position i)."""
-        stack, (B, L) = self.glm.transformer, x.shape[:2]
+        stack, L = self.glm.transformer, x.shape[1]
         x = x + stack.position_embeddings(position_ids[:, 0]) + stack.block_position_embeddings(position_ids[:, 1])
         if attention_mask is None:
             allowed = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(past)[None, None]

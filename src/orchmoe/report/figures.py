@@ -15,11 +15,9 @@ import seaborn as sns  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram, fcluster, linkage  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-
 from .collect import collect_runs, task_vectors  # noqa: E402
 from .plotting import _save  # noqa: E402
 from .tables import label, routed, write_csv_md  # noqa: E402
-
 
 
 def __getattr__(name):
@@ -127,9 +125,7 @@ def build_figures(results, experiment: str, suite_dir, out_dir, skills_file=None
     score_vs_params(runs, out)
     task_clustering([r for r in runs if r.suite == Path(suite_dir).name], manifest, skills, out)
     router_accuracy(runs, out)
-    from .study import router_diagnostics, skill_recovery_table
-
-    from .study import routing_summary
+    from .study import router_diagnostics, routing_summary, skill_recovery_table
 
     diagnostics = router_diagnostics(runs, out)
     if skills and skills.get("skills"):

@@ -22,10 +22,9 @@ from scipy.cluster.hierarchy import dendrogram, linkage  # noqa: E402
 from orchmoe.errors import ConfigError, DataError  # noqa: E402
 from orchmoe.io import write_text  # noqa: E402
 
-from .collect import collect_runs  # noqa: E402
-from .collect import task_vectors  # noqa: E402
-from .plotting import _save  # noqa: E402
+from .collect import collect_runs, task_vectors  # noqa: E402
 from .paper_tables import Results  # noqa: E402
+from .plotting import _save  # noqa: E402
 
 
 def score_vs_params(res: Results, name: str, spec: dict, out: Path, metric: str = "rougeLsum") -> pd.DataFrame:

@@ -148,7 +148,7 @@ def sweep_table(res: Results, name: str, spec: dict, params: pd.DataFrame | None
 
 
 def _domains(res: Results, suite: str) -> list[str]:
-    for (s, _, run, _), seeds in res.by_key.items():
+    for (s, _, _, _), seeds in res.by_key.items():
         if s == suite:
             eval_run = json.loads((seeds[min(seeds)].eval_dir / "run.json").read_text())
             data = Path(eval_run["inputs"]["data"]["path"])  # the split file evaluated

@@ -133,7 +133,7 @@ def _plan(run, args) -> dict:
     plan = {}
     if method in ("poly", "mhr"):
         for name, t in ids.items():
-            alloc = {n: l.router.allocation()[t].tolist() for n, l in model.adapted.items()}
+            alloc = {n: layer.router.allocation()[t].tolist() for n, layer in model.adapted.items()}
             plan[name if args.all_tasks else ""] = (lambda t=t: ex.task_layers(model, t),
                                                     {"task": name, "task_id": t, "routing": alloc}, None)
         return plan

@@ -136,8 +136,8 @@ def _train(args) -> None:
     from orchmoe.data.superni import read_suite
     from orchmoe.io import atomic_path
     from orchmoe.models.loading import load_base
-
     from orchmoe.provenance import write_run_json
+
     from .trainer import TrainConfig, clear_resume_state, train, write_outputs
 
     manifest = read_suite(args.data)
@@ -172,10 +172,10 @@ def _evaluate(args) -> None:
     from orchmoe.adapters.model import CONFIG_NAME
     from orchmoe.io import atomic_path, write_json, write_jsonl
     from orchmoe.models.loading import load_base
+    from orchmoe.provenance import write_run_json
     from orchmoe.seeding import seed_everything
 
     from .evaluate import evaluate
-    from orchmoe.provenance import write_run_json
 
     checkpoint = None if args.checkpoint == "none" else args.checkpoint
     if args.num_beams < 1:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 import transformers
+from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from orchmoe import lineage

@@ -1,6 +1,6 @@
 """LoRA (Hu et al.): a single low-rank update, h = W0 x + (alpha/r) B A x. No routing."""
-from ..routing import Router
 from ..registry import MethodSpec, register_method
+from ..routing import Router
 
 
 class LoRARouter(Router):

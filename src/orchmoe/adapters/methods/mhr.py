@@ -3,8 +3,8 @@
 Each skill's A is cut into n_splits blocks over the input dimension and B over the output dimension; block h of
 every skill is mixed with its own Gumbel-sigmoid weights w_{t,h,:}; the mixed blocks are concatenated back.
 """
-from .poly import PolyRouter
 from ..registry import MethodSpec, register_method
+from .poly import PolyRouter
 
 
 class MHRRouter(PolyRouter):

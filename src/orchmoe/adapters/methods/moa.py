@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..routing import PromptRouter, masked_rms_norm, mean_pool
 from ..registry import MethodSpec, register_method
+from ..routing import PromptRouter, masked_rms_norm, mean_pool
 
 
 class MoARouter(PromptRouter):

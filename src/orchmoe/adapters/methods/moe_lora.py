@@ -7,8 +7,8 @@ Optional Switch-style load balancing: S * sum_e f_e P_e (f: fraction of tokens w
 import torch
 from torch import nn
 
-from ..routing import Router
 from ..registry import MethodSpec, register_method
+from ..routing import Router
 
 
 class MoELoRARouter(Router):

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import MethodSpec, register_method
 from ..routing import PromptRouter, masked_rms_norm, self_attention_pool
 from .poly import gumbel_sigmoid_weights
-from ..registry import MethodSpec, register_method
 
 
 class OrchMoERouter(PromptRouter):

@@ -9,8 +9,8 @@ OrchMoE Table 2) gets the average of the learned allocations (mttl's `allow_unkn
 import torch
 from torch import nn
 
-from ..routing import Router
 from ..registry import MethodSpec, register_method
+from ..routing import Router
 
 
 def relaxed_bernoulli_rsample(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
