@@ -181,7 +181,8 @@ def test_moa_tables(moa):
     assert ppl["Average"] == pytest.approx(np.mean([np.exp((2.0 + i) / 2) for i in range(8)]), rel=1e-3)
     t3 = _long(root, "table3").set_index("domain")
     assert t3.loc["finance", "classifier_accuracy"] == 100.0 and t3.loc["finance", "test_size"] == 3
-    assert 0 < t3.loc["Average", "router_accuracy"] < 100
+    # the router is right on 2 of each domain's 3 prompts, every seed ((k + i + seed) % 3 != 0): 66.67 % everywhere
+    assert (t3["router_accuracy"] == 66.6667).all()
     assert "| trainable parameters | 64 | 64 | 64*8+8 |" in (root / "tables/table4.md").read_text()
     t7 = (root / "tables/table7.md").read_text()
     assert "| MoE-LoRA (naive) |" in t7 and t7.index("| MoE-LoRA |") < t7.index("| MoE-LoRA (naive) |")
