@@ -8,7 +8,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+import torch.nn.functional as F
 from torch import nn
+from transformers import GPT2LMHeadModel, LlamaForCausalLM
+from transformers.modeling_outputs import CausalLMOutput
 from transformers.pytorch_utils import Conv1D
 
 from orchmoe.errors import ConfigError
@@ -42,6 +45,21 @@ def block_of(model: nn.Module, name: str) -> str:
         if isinstance(getattr(parent, parts[i - 1], None), nn.ModuleList):
             return ".".join(parts[: i + 1])
     raise ConfigError(f"target_modules: {name!r} is not inside a transformer block (no nn.ModuleList ancestor)")
+
+
+def _final_hidden(base: nn.Module, inputs: dict):
+    """(hidden, head, shift) for decoder-only layouts whose logits are head(hidden) position by position: the LM
+    head's input over the sequence, the head, and whether labels are shifted against it. None for any other layout
+    (the loss then comes from the full logits). A subclass that overrides forward is not trusted to compute its
+    logits that way."""
+    from orchmoe.models.glm import GLMLayoutForCausalLM
+
+    if type(base).forward is GLMLayoutForCausalLM.forward:
+        hidden, shift = base.final_hidden(**inputs)
+        return hidden, base.head_logits, shift
+    if type(base).forward in (LlamaForCausalLM.forward, GPT2LMHeadModel.forward):  # Llama, SmolLM2, Baichuan layout
+        return base.base_model(**inputs, use_cache=False).last_hidden_state, base.get_output_embeddings(), True
+    return None
 
 
 class MultiAdapterModel(nn.Module):
@@ -157,13 +175,33 @@ class MultiAdapterModel(nn.Module):
                               "given (the router must not read target tokens)")
         return attention_mask
 
-    def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
+    def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, return_logits: bool = True, **inputs):
+        """The base model's output under routing. return_logits=False (training): only the loss is needed, so a
+        decoder-only layout applies the LM head at the target positions alone (`_target_loss`)."""
         mask = self._prompt_mask(prompt_mask, inputs.get("attention_mask"), inputs.get("labels"))
         if isinstance(inputs.get("labels"), torch.Tensor):
             # transformers' T5 loss calls labels.view(-1), which fails on a slice such as ids[:, :4]
             inputs["labels"] = inputs["labels"].contiguous()
         with self.routing(task_ids, domain_ids, mask):
+            if not return_logits and inputs.get("labels") is not None and not self.is_encoder_decoder:
+                loss = self._target_loss(**inputs)
+                if loss is not None:
+                    return CausalLMOutput(loss=loss)
             return self.base_model(**inputs)
+
+    def _target_loss(self, labels: torch.Tensor, **inputs) -> torch.Tensor | None:
+        """The base model's LM loss (mean cross-entropy over the tokens whose label is not -100) with the LM head
+        applied at those positions only: a prompt position's logits (vocab-sized, most of a decoder-only step's
+        head FLOPs with long prompts) are never computed. None for a layout `_final_hidden` does not know."""
+        found = _final_hidden(self.base_model, inputs)
+        if found is None:
+            return None
+        hidden, head, shift = found
+        if shift:  # the logits at position i predict token i + 1
+            hidden, labels = hidden[:, :-1], labels[:, 1:]
+        targets = labels != -100
+        logits = head(hidden[targets]).float()  # float, as transformers' loss upcasts the logits
+        return F.cross_entropy(logits, labels[targets])
 
     @torch.no_grad()
     def generate(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):

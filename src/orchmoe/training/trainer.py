@@ -276,7 +276,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         for micro in chunk:
             batch = {k: v.to(device) for k, v in collate(micro).items()}
             with autocast:
-                out = model(**batch)
+                out = model(**batch, return_logits=False)  # the LM head at target positions only
                 routing = model.routing_losses()
                 loss = out.loss + sum(routing.values(), torch.zeros((), device=device))
             if not torch.isfinite(loss):
