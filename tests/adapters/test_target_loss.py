@@ -13,17 +13,19 @@ from orchmoe.cli import main
 from orchmoe.data.batching import make_collator
 from orchmoe.models.tiny import byte_tokenizer
 
-from .helpers import adapted, randomise_B
+from .helpers import METHODS, adapted, randomise_B
 
 RECORDS = [{"prompt": "a", "target": "xyz", "task_id": 0, "domain_id": 0},  # prompts of 1..13 bytes, targets 1..5
            {"prompt": "abcdefghijklm", "target": "q", "task_id": 1, "domain_id": 1},
            {"prompt": "abcdef", "target": "hello", "task_id": 2, "domain_id": 2}]
 
 
-def _loss_and_grads(model, batch: dict, return_logits: bool):
+def _loss_and_grads(model, batch: dict, return_logits: bool, routing: bool = False):
     model.zero_grad(set_to_none=True)
     torch.manual_seed(0)  # the same dropout / routing draws on both paths
     out = model(**batch, return_logits=return_logits)
+    if routing:  # with the routing losses (MoA, MoE-LoRA, OrchMoE), as the trainer
+        out.loss = out.loss + model.routing_loss()
     out.loss.backward()
     return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -88,3 +90,31 @@ def test_trainer_computes_the_loss_at_target_positions(tmp_path, monkeypatch):
                  json.dumps(adapter), "--train-config", json.dumps(train_cfg), "--out", str(tmp_path / "c"),
                  "--work", str(tmp_path / "w")]) == 0
     assert len(calls) == 2 and all(c is not None for c in calls)  # one micro-batch per step, none fell back
+
+
+@pytest.mark.parametrize("arch", ["t5", "llama", "glm"])
+@pytest.mark.parametrize("method", METHODS)
+def test_gradient_checkpointing_gives_the_plain_loss_and_gradients(arch, method):
+    """Blocks recomputed in backward (after the call's routing context was cleared) see the same routing: loss,
+    routing losses and every trainable gradient as without checkpointing; off again restores the plain blocks."""
+    model = adapted(arch, method)
+    randomise_B(model)
+    model.train()
+    batch = make_collator(byte_tokenizer(), arch == "t5", 32, 8, "train", "glm" if arch == "glm" else "plain")(RECORDS)
+    plain, plain_grads = _loss_and_grads(model, batch, return_logits=False, routing=True)
+    model.set_gradient_checkpointing(True)
+    checkpointed, grads = _loss_and_grads(model, batch, return_logits=False, routing=True)
+    model.zero_grad()
+    torch.manual_seed(0)
+    out = model(**batch, return_logits=False)
+    kept = {k: len(v) for k, v in model.ctx.losses.items()}
+    runs = []
+    next(iter(model.adapted.values())).register_forward_hook(lambda *a: runs.append(None))
+    (out.loss + model.routing_loss()).backward()
+    assert len(runs) == 1  # the block really is recomputed in backward
+    assert {k: len(v) for k, v in model.ctx.losses.items()} == kept  # a recomputation adds no routing loss
+    assert torch.allclose(checkpointed.loss, plain.loss, rtol=0, atol=1e-6)
+    for name, g in plain_grads.items():
+        assert torch.allclose(grads[name], g, rtol=0, atol=1e-6), (name, (grads[name] - g).abs().max())
+    model.set_gradient_checkpointing(False)
+    assert not any("forward" in vars(m) for m in model.modules())

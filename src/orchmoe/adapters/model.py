@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GPT2LMHeadModel, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.pytorch_utils import Conv1D
@@ -54,6 +55,7 @@ def _final_hidden(base: nn.Module, inputs: dict):
     logits that way."""
     from orchmoe.models.glm import GLMLayoutForCausalLM
 
+    inputs = {k: v for k, v in inputs.items() if k != "use_cache"}  # no KV cache: the loss reads one pass
     if type(base).forward is GLMLayoutForCausalLM.forward:
         hidden, shift = base.final_hidden(**inputs)
         return hidden, base.head_logits, shift
@@ -70,6 +72,7 @@ class MultiAdapterModel(nn.Module):
         self.base_model = base_model
         self.ctx = RoutingContext()
         self.is_encoder_decoder = bool(getattr(base_model.config, "is_encoder_decoder", False))
+        self.gradient_checkpointing = False
         for p in base_model.parameters():
             p.requires_grad_(False)
         router_cls = registry.get(cfg.method).router
@@ -182,6 +185,8 @@ class MultiAdapterModel(nn.Module):
         if isinstance(inputs.get("labels"), torch.Tensor):
             # transformers' T5 loss calls labels.view(-1), which fails on a slice such as ids[:, :4]
             inputs["labels"] = inputs["labels"].contiguous()
+        if self.gradient_checkpointing and self.training:  # a recomputed block would update a KV cache again
+            inputs["use_cache"] = False
         with self.routing(task_ids, domain_ids, mask):
             if not return_logits and inputs.get("labels") is not None and not self.is_encoder_decoder:
                 loss = self._target_loss(**inputs)
@@ -202,6 +207,40 @@ class MultiAdapterModel(nn.Module):
         targets = labels != -100
         logits = head(hidden[targets]).float()  # float, as transformers' loss upcasts the logits
         return F.cross_entropy(logits, labels[targets])
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each transformer block (the base's `_no_split_modules`) in backward instead of keeping its
+        activations (non-reentrant torch checkpointing, so frozen base weights and inputs without grad are fine).
+        The routing pre-hooks stay outside the checkpointed body: routing is computed once per call, and the body's
+        recomputation sees the routing context as the block saw it (`RoutingContext.snapshot`)."""
+        names = set(getattr(self.base_model, "_no_split_modules", None) or ())
+        blocks = [m for m in self.base_model.modules() if type(m).__name__ in names]
+        if enabled and not blocks:
+            raise ConfigError(f"gradient_checkpointing: {type(self.base_model).__name__} names no transformer block "
+                              "class (_no_split_modules)")
+        for block in blocks:
+            if "forward" in vars(block):
+                del block.forward  # the class's own forward again
+            if enabled:
+                block.forward = self._checkpointed(block.forward)
+        self.gradient_checkpointing = enabled and bool(blocks)
+
+    def _checkpointed(self, forward):
+        ctx = self.ctx
+
+        def run(*args, **kwargs):
+            if not (torch.is_grad_enabled() and self.training):
+                return forward(*args, **kwargs)
+            seen, calls = ctx.snapshot(), []
+
+            def body(*a, **k):
+                calls.append(None)
+                if len(calls) == 1:  # the forward pass itself: it updates the context as usual
+                    return forward(*a, **k)
+                with ctx.restored(seen):  # its recomputation in backward
+                    return forward(*a, **k)
+            return checkpoint(body, *args, use_reentrant=False, **kwargs)
+        return run
 
     @torch.no_grad()
     def generate(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
