@@ -70,7 +70,7 @@ def test_encoder_decoder_and_logits_callers_keep_the_full_path():
     assert fast.logits is not None and torch.equal(fast.loss, full.loss)
 
 
-def test_trainer_computes_the_loss_at_target_positions(tmp_path, monkeypatch):
+def test_trainer_computes_the_loss_at_target_positions_with_checkpointing_on_request(tmp_path, monkeypatch):
     from ..training.conftest import FAST, tiny_spec
     from ..suites import sampled_builtin_suite
 
@@ -84,12 +84,17 @@ def test_trainer_computes_the_loss_at_target_positions(tmp_path, monkeypatch):
         return loss
 
     monkeypatch.setattr(MultiAdapterModel, "_target_loss", counted)
+    checkpointing = []
+    set_checkpointing = MultiAdapterModel.set_gradient_checkpointing
+    monkeypatch.setattr(MultiAdapterModel, "set_gradient_checkpointing",
+                        lambda self, on: (checkpointing.append(on), set_checkpointing(self, on)))
     adapter = {"method": "lora", "target_modules": ["q_proj", "v_proj"], "rank": 2}
-    train_cfg = dict(FAST, max_steps=2, save_every=2)
+    train_cfg = dict(FAST, max_steps=2, save_every=2, gradient_checkpointing=True)
     assert main(["train", "--base", tiny_spec("llama"), "--data", str(suite), "--adapter-config",
                  json.dumps(adapter), "--train-config", json.dumps(train_cfg), "--out", str(tmp_path / "c"),
                  "--work", str(tmp_path / "w")]) == 0
     assert len(calls) == 2 and all(c is not None for c in calls)  # one micro-batch per step, none fell back
+    assert checkpointing == [True]
 
 
 @pytest.mark.parametrize("arch", ["t5", "llama", "glm"])
