@@ -123,3 +123,24 @@ def test_gradient_checkpointing_gives_the_plain_loss_and_gradients(arch, method)
         assert torch.allclose(grads[name], g, rtol=0, atol=1e-6), (name, (grads[name] - g).abs().max())
     model.set_gradient_checkpointing(False)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_gradient_checkpointing_keeps_a_hook_that_wrapped_the_block_forward():
+    """accelerate's offloading hooks replace a block's forward on the instance: on and off again leaves theirs."""
+    model = adapted("llama", "lora")
+    block = model.base_model.model.layers[0]
+    seen = []
+    theirs = block.forward
+
+    def hooked(*args, **kwargs):
+        seen.append(None)
+        return theirs(*args, **kwargs)
+    block.forward = hooked
+    model.set_gradient_checkpointing(True)
+    model.set_gradient_checkpointing(True)  # twice: still one checkpoint around their forward
+    assert block.forward.plain is hooked
+    model.train()
+    model(**make_collator(byte_tokenizer(), False, 32, 8, "train")(RECORDS)).loss.backward()
+    assert len(seen) == 2  # the forward pass and its recomputation
+    model.set_gradient_checkpointing(False)
+    assert vars(block)["forward"] is hooked

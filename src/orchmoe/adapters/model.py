@@ -219,10 +219,18 @@ class MultiAdapterModel(nn.Module):
             raise ConfigError(f"gradient_checkpointing: {type(self.base_model).__name__} names no transformer block "
                               "class (_no_split_modules)")
         for block in blocks:
-            if "forward" in vars(block):
-                del block.forward  # the class's own forward again
+            wrapper = vars(block).get("forward")
+            # ours: put back what it wrapped (an instance forward of someone else's, e.g. accelerate's offloading
+            # hook, stays under it)
+            if hasattr(wrapper, "plain"):
+                if wrapper.plain is None:
+                    del block.forward
+                else:
+                    block.forward = wrapper.plain
             if enabled:
-                block.forward = self._checkpointed(block.forward)
+                wrapped = self._checkpointed(block.forward)
+                wrapped.plain = vars(block).get("forward")
+                block.forward = wrapped
         self.gradient_checkpointing = enabled and bool(blocks)
 
     def _checkpointed(self, forward):
