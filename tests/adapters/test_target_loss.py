@@ -1,6 +1,7 @@
 """Training loss with the LM head at target positions only (MultiAdapterModel(return_logits=False)) equals the base
 model's full-logits loss, and its gradients, on every decoder-only layout: padding and prompts of several lengths in
-one batch, GLM's unshifted labels included."""
+one batch, GLM's unshifted labels included. Gradient checkpointing (MultiAdapterModel.set_gradient_checkpointing)
+gives the plain path's loss and gradients for every method on T5, Llama and GLM."""
 from __future__ import annotations
 
 import json
@@ -71,8 +72,8 @@ def test_encoder_decoder_and_logits_callers_keep_the_full_path():
 
 
 def test_trainer_computes_the_loss_at_target_positions_with_checkpointing_on_request(tmp_path, monkeypatch):
-    from ..training.conftest import FAST, tiny_spec
     from ..suites import sampled_builtin_suite
+    from ..training.conftest import FAST, tiny_spec
 
     suite = sampled_builtin_suite(tmp_path / "suite", n_instances=4, max_tasks=2, n_train=4)
     calls = []
@@ -105,7 +106,8 @@ def test_gradient_checkpointing_gives_the_plain_loss_and_gradients(arch, method)
     model = adapted(arch, method)
     randomise_B(model)
     model.train()
-    batch = make_collator(byte_tokenizer(), arch == "t5", 32, 8, "train", "glm" if arch == "glm" else "plain")(RECORDS)
+    fmt = "glm" if arch == "glm" else "plain"
+    batch = make_collator(byte_tokenizer(), arch == "t5", 32, 8, "train", fmt)(RECORDS)
     plain, plain_grads = _loss_and_grads(model, batch, return_logits=False, routing=True)
     model.set_gradient_checkpointing(True)
     checkpointed, grads = _loss_and_grads(model, batch, return_logits=False, routing=True)
