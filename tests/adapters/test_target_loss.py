@@ -31,13 +31,13 @@ def _loss_and_grads(model, batch: dict, return_logits: bool, routing: bool = Fal
     return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "glm", "baichuan"])
+@pytest.mark.parametrize(("arch", "fmt"), [("llama", "plain"), ("gpt2", "plain"), ("baichuan", "plain"),
+                                           ("glm", "glm"), ("glm", "plain")])  # the twin as a plain causal LM too
 @pytest.mark.parametrize("method", ["lora", "orchmoe"])  # orchmoe: its router reads the prompt's hidden states
-def test_target_loss_and_gradients_equal_the_full_path(arch, method):
+def test_target_loss_and_gradients_equal_the_full_path(arch, fmt, method):
     model = adapted(arch, method)
     randomise_B(model)
     model.train()
-    fmt = "glm" if arch == "glm" else "plain"
     batch = make_collator(byte_tokenizer(), False, 32, 8, "train", fmt)(RECORDS)
     assert (batch["labels"] == -100).sum(1).unique().numel() == 3  # three prompt (+ padding) lengths
     full, full_grads = _loss_and_grads(model, batch, return_logits=True)
