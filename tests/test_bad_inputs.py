@@ -222,6 +222,8 @@ CASES = [
     Case("train-key-typo", train_argv(train='{"max_step": 2}'), r"train config: unknown field 'max_step'"),
     Case("train-nonpositive-lr", train_argv(train='{"lr": 0}'), r"train config: lr=0 must be positive"),
     Case("train-wrong-type", train_argv(train='{"batch_size": "sixteen"}'), r"train config: batch_size='sixteen'"),
+    Case("train-checkpointing-not-a-flag", train_argv(train='{"gradient_checkpointing": "yes"}'),
+         r"train config: gradient_checkpointing='yes' must be true or false"),
     Case("moa-without-domains", train_argv(adapter='{"method": "moa", "rank": 2, "target_modules": ["q"]}'),
          r"method 'moa' needs a suite with domain labels"),
     # --- data and models on disk

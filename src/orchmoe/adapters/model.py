@@ -7,8 +7,12 @@ import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import GPT2LMHeadModel, LlamaForCausalLM
+from transformers.modeling_outputs import CausalLMOutput
 from transformers.pytorch_utils import Conv1D
 
 from orchmoe.errors import ConfigError
@@ -44,6 +48,22 @@ def block_of(model: nn.Module, name: str) -> str:
     raise ConfigError(f"target_modules: {name!r} is not inside a transformer block (no nn.ModuleList ancestor)")
 
 
+def _final_hidden(base: nn.Module, inputs: dict):
+    """(hidden, head, shift) for decoder-only layouts whose logits are head(hidden) position by position: the LM
+    head's input over the sequence, the head, and whether labels are shifted against it. None for any other layout
+    (the loss then comes from the full logits). A subclass that overrides forward is not trusted to compute its
+    logits that way."""
+    from orchmoe.models.glm import GLMLayoutForCausalLM
+
+    inputs = {k: v for k, v in inputs.items() if k != "use_cache"}  # no KV cache: the loss reads one pass
+    if type(base).forward is GLMLayoutForCausalLM.forward:
+        hidden, shift = base.final_hidden(**inputs)
+        return hidden, base.head_logits, shift
+    if type(base).forward in (LlamaForCausalLM.forward, GPT2LMHeadModel.forward):  # Llama, SmolLM2, Baichuan layout
+        return base.base_model(**inputs, use_cache=False).last_hidden_state, base.get_output_embeddings(), True
+    return None
+
+
 class MultiAdapterModel(nn.Module):
     def __init__(self, base_model: nn.Module, cfg: AdapterConfig):
         super().__init__()
@@ -52,6 +72,7 @@ class MultiAdapterModel(nn.Module):
         self.base_model = base_model
         self.ctx = RoutingContext()
         self.is_encoder_decoder = bool(getattr(base_model.config, "is_encoder_decoder", False))
+        self.gradient_checkpointing = False
         for p in base_model.parameters():
             p.requires_grad_(False)
         router_cls = registry.get(cfg.method).router
@@ -157,13 +178,77 @@ class MultiAdapterModel(nn.Module):
                               "given (the router must not read target tokens)")
         return attention_mask
 
-    def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):
+    def forward(self, *, task_ids=None, domain_ids=None, prompt_mask=None, return_logits: bool = True, **inputs):
+        """The base model's output under routing. return_logits=False (training): only the loss is needed, so a
+        decoder-only layout applies the LM head at the target positions alone (`_target_loss`)."""
         mask = self._prompt_mask(prompt_mask, inputs.get("attention_mask"), inputs.get("labels"))
         if isinstance(inputs.get("labels"), torch.Tensor):
             # transformers' T5 loss calls labels.view(-1), which fails on a slice such as ids[:, :4]
             inputs["labels"] = inputs["labels"].contiguous()
+        if self.gradient_checkpointing and self.training:  # a recomputed block would update a KV cache again
+            inputs["use_cache"] = False
         with self.routing(task_ids, domain_ids, mask):
+            if not return_logits and inputs.get("labels") is not None and not self.is_encoder_decoder:
+                loss = self._target_loss(**inputs)
+                if loss is not None:
+                    return CausalLMOutput(loss=loss)
             return self.base_model(**inputs)
+
+    def _target_loss(self, labels: torch.Tensor, **inputs) -> torch.Tensor | None:
+        """The base model's LM loss (mean cross-entropy over the tokens whose label is not -100) with the LM head
+        applied at those positions only: a prompt position's logits (vocab-sized, most of a decoder-only step's
+        head FLOPs with long prompts) are never computed. None for a layout `_final_hidden` does not know."""
+        found = _final_hidden(self.base_model, inputs)
+        if found is None:
+            return None
+        hidden, head, shift = found
+        if shift:  # the logits at position i predict token i + 1
+            hidden, labels = hidden[:, :-1], labels[:, 1:]
+        targets = labels != -100
+        logits = head(hidden[targets]).float()  # float, as transformers' loss upcasts the logits
+        return F.cross_entropy(logits, labels[targets])
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each transformer block (the base's `_no_split_modules`) in backward instead of keeping its
+        activations (non-reentrant torch checkpointing, so frozen base weights and inputs without grad are fine).
+        The routing pre-hooks stay outside the checkpointed body: routing is computed once per call, and the body's
+        recomputation sees the routing context as the block saw it (`RoutingContext.snapshot`)."""
+        names = set(getattr(self.base_model, "_no_split_modules", None) or ())
+        blocks = [m for m in self.base_model.modules() if type(m).__name__ in names]
+        if enabled and not blocks:
+            raise ConfigError(f"gradient_checkpointing: {type(self.base_model).__name__} names no transformer block "
+                              "class (_no_split_modules)")
+        for block in blocks:
+            wrapper = vars(block).get("forward")
+            # ours: put back what it wrapped (an instance forward of someone else's, e.g. accelerate's offloading
+            # hook, stays under it)
+            if hasattr(wrapper, "plain"):
+                if wrapper.plain is None:
+                    del block.forward
+                else:
+                    block.forward = wrapper.plain
+            if enabled:
+                wrapped = self._checkpointed(block.forward)
+                wrapped.plain = vars(block).get("forward")
+                block.forward = wrapped
+        self.gradient_checkpointing = enabled and bool(blocks)
+
+    def _checkpointed(self, forward):
+        ctx = self.ctx
+
+        def run(*args, **kwargs):
+            if not (torch.is_grad_enabled() and self.training):
+                return forward(*args, **kwargs)
+            seen, calls = ctx.snapshot(), []
+
+            def body(*a, **k):
+                calls.append(None)
+                if len(calls) == 1:  # the forward pass itself: it updates the context as usual
+                    return forward(*a, **k)
+                with ctx.restored(seen):  # its recomputation in backward
+                    return forward(*a, **k)
+            return checkpoint(body, *args, use_reentrant=False, **kwargs)
+        return run
 
     @torch.no_grad()
     def generate(self, *, task_ids=None, domain_ids=None, prompt_mask=None, **inputs):

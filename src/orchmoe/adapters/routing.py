@@ -6,7 +6,8 @@ decoding step; token-level routing (moe_lora) is computed at every call of its l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -26,6 +27,24 @@ class RoutingContext:
     rows_of_tasks: dict = field(default_factory=dict)  # (n_tasks, device) -> `task_rows`, checked once per call
     losses: dict = field(default_factory=dict)  # loss name -> list of per-group tensors
     readout: dict = field(default_factory=dict)  # group name -> routing of this call, for figures / router accuracy
+
+    def snapshot(self) -> dict:
+        """The context as a block sees it on entry: a checkpointed block recomputed in backward (after this call's
+        context was cleared) must see the same routing again."""
+        return {f.name: _copied(getattr(self, f.name)) for f in fields(self)}
+
+    @contextlib.contextmanager
+    def restored(self, snapshot: dict):
+        """The context as in `snapshot` for the body, then back as it was: what a recomputation adds (routing
+        losses, readouts) is dropped, so nothing it built outlives the backward pass."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in snapshot.items():
+            setattr(self, name, _copied(value))
+        try:
+            yield
+        finally:
+            for name, value in current.items():
+                setattr(self, name, value)
 
     def add_loss(self, name: str, value: torch.Tensor) -> None:
         self.losses.setdefault(name, []).append(value)
@@ -47,6 +66,12 @@ class RoutingContext:
             unknown = ids < 0
             rows = self.rows_of_tasks[(n_tasks, device)] = (ids.clamp_min(0), unknown if unknown.any() else None)
         return rows
+
+
+def _copied(value):
+    if isinstance(value, dict):  # one level deeper for the lists of `losses`
+        return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+    return value
 
 
 def masked_rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -125,14 +125,30 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, cache=None, use_cache=None,
                 inputs_embeds=None, position_ids=None, output_hidden_states=None, **kwargs):
+        if cache is None and use_cache:
+            cache = DynamicCache(config=self.config)
+        x, allowed, shift = self._embed(input_ids, attention_mask, inputs_embeds, position_ids, cache)
+        return self._run(x, allowed, labels, cache, output_hidden_states, shift)
+
+    def final_hidden(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None):
+        """The LM head's input (final layer norm applied) and whether labels are shifted against it: the training
+        loss gathers the target positions from it, so the logits of prompt positions are never computed."""
+        x, allowed, shift = self._embed(input_ids, attention_mask, inputs_embeds, position_ids, None)
+        for layer in self.glm.transformer.layers:
+            x = layer(x, allowed, None)
+        return self.glm.transformer.final_layernorm(x), shift
+
+    def head_logits(self, hidden):
+        return F.linear(hidden, self.glm.word_embeddings.weight)
+
+    def _embed(self, input_ids, attention_mask, inputs_embeds, position_ids, cache):
+        """Input embeddings, the (B, 1, L, T) attention mask, and whether labels are shifted (the plain layout)."""
         stack = self.glm.transformer
         x = self.glm.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         B, L = x.shape[:2]
-        if cache is None and use_cache:
-            cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is not None and position_ids.dim() == 3:  # GLM's own inputs
-            return self._glm_forward(x, position_ids, attention_mask, labels, cache, past, output_hidden_states)
+            return self._glm_embed(x, position_ids, attention_mask, past) + (False,)
         mask = attention_mask if attention_mask is not None else torch.ones(B, past + L, dtype=torch.long,
                                                                             device=x.device)
         # Positions count real tokens only, so left padding does not shift them.
@@ -142,11 +158,11 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
         k_pos = torch.arange(past + L, device=x.device)[None, :]
         allowed = (k_pos <= q_pos[:, None])[None] & mask.bool()[:, None, :]  # (B, L, T)
         allowed = (allowed | (k_pos == q_pos[:, None])[None])[:, None]  # a padded query attends itself: no NaN rows
-        return self._run(x, allowed, labels, cache, output_hidden_states, shift=True)
+        return x, allowed, True
 
-    def _glm_forward(self, x, position_ids, attention_mask, labels, cache, past, output_hidden_states):
+    def _glm_embed(self, x, position_ids, attention_mask, past):
         """As THUDM's GLMStack: position + block-position embeddings, the mask as given (a 2-D one is a padding
-        mask, none is causal), labels not shifted (the layout already puts token i+1 under position i)."""
+        mask, none is causal); labels are not shifted (the layout already puts token i+1 under position i)."""
         stack, L = self.glm.transformer, x.shape[1]
         x = x + stack.position_embeddings(position_ids[:, 0]) + stack.block_position_embeddings(position_ids[:, 1])
         if attention_mask is None:
@@ -155,14 +171,14 @@ class GLMLayoutForCausalLM(PreTrainedModel, GenerationMixin):
             allowed = attention_mask.bool()[:, None, None, -(past + L):]
         else:
             allowed = attention_mask.bool()[..., -(past + L):]
-        return self._run(x, allowed, labels, cache, output_hidden_states, shift=False)
+        return x, allowed
 
     def _run(self, x, allowed, labels, cache, output_hidden_states, shift: bool):
         stack, hidden = self.glm.transformer, []
         for layer in stack.layers:
             hidden.append(x)
             x = layer(x, allowed, cache)
-        logits = F.linear(stack.final_layernorm(x), self.glm.word_embeddings.weight)
+        logits = self.head_logits(stack.final_layernorm(x))
         loss = None
         if labels is not None:
             if shift:

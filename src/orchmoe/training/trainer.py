@@ -60,6 +60,8 @@ class TrainConfig:
     max_target_length: int = 64
     save_every: int = 100
     log_every: int = 10
+    # recompute each transformer block in backward: activation memory of one block, not all (10-11B bases)
+    gradient_checkpointing: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -70,6 +72,10 @@ class TrainConfig:
         ints = {"batch_size", "epochs", "grad_accum", "save_every", "log_every", "max_steps", "max_source_length",
                 "max_target_length"}
         for key, value in d.items():
+            if key == "gradient_checkpointing":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"train config: {key}={value!r} must be true or false")
+                continue
             wanted = int if key in ints else float
             optional = key in ("router_lr", "task_router_lr", "max_steps", "max_grad_norm")
             if value is None and optional:
@@ -210,6 +216,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
     model = attach_adapters(base_model, adapter_cfg)
     if init_skills:
         model.init_skills_from(init_skills)
+    model.set_gradient_checkpointing(train_cfg.gradient_checkpointing)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     records = read_jsonl(Path(suite_dir) / "train.jsonl")
@@ -276,7 +283,7 @@ def train(base_model, tokenizer, suite_dir, adapter_cfg: AdapterConfig, train_cf
         for micro in chunk:
             batch = {k: v.to(device) for k, v in collate(micro).items()}
             with autocast:
-                out = model(**batch)
+                out = model(**batch, return_logits=False)  # the LM head at target positions only
                 routing = model.routing_losses()
                 loss = out.loss + sum(routing.values(), torch.zeros((), device=device))
             if not torch.isfinite(loss):
